@@ -1,0 +1,32 @@
+"""Command-line entry points; ``scripts/*.py`` are thin wrappers around these ``main`` functions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from pisasr.errors import PiSAError
+
+
+def quiet_libraries() -> None:
+    """No per-file progress bars or info logs from diffusers/transformers: our own bar and messages suffice."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; a ``PiSAError`` becomes one ``error:`` line and exit code 2 (no traceback)."""
+    try:
+        return main(argv)
+    except PiSAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,149 @@
+"""``python scripts/infer.py -i INPUT -o OUTDIR --lambda_pix 1.0 --lambda_sem 1.0 [--config ...] [key=value ...]``.
+
+Flags override the YAML config (``--config``), and trailing ``key=value`` pairs override both. Under
+``accelerate launch`` with N processes the inputs are split across processes; each output is written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from pisasr.cli import quiet_libraries, run_cli
+from pisasr.config import load_config, validate
+from pisasr.errors import ConfigError
+
+# flag -> config key
+FLAGS = {
+    "input": "inference.input",
+    "output": "inference.output_dir",
+    "lambda_pix": "inference.lambda_pix",
+    "lambda_sem": "inference.lambda_sem",
+    "sweep": "inference.sweep",
+    "weights": "model.weights",
+    "base": "model.base",
+    "upscale": "inference.upscale",
+    "process_size": "inference.process_size",
+    "color_fix": "inference.color_fix",
+    "latent_tile": "inference.latent_tile",
+    "latent_tile_overlap": "inference.latent_tile_overlap",
+    "tile_batch": "inference.tile_batch",
+    "vae_tile": "inference.vae_tile",
+    "vae_sample": "inference.vae_sample",
+    "seed": "inference.seed",
+    "prompt": "inference.prompt",
+    "device": "inference.device",
+    "dtype": "inference.dtype",
+    "skip_existing": "inference.skip_existing",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="PiSA-SR super-resolution with adjustable pixel/semantic strength.")
+    p.add_argument("-i", "--input", help="image file, folder of images, or .txt list of paths")
+    p.add_argument("-o", "--output", help="output folder (default outputs/infer)")
+    p.add_argument("--config", help="YAML config (default: built-in SD-Turbo defaults)")
+    p.add_argument("--weights", help="pisasr checkpoint (folder or .safetensors) or official .pkl")
+    p.add_argument("--base", help="base model: hub id or local diffusers folder")
+    p.add_argument("--lambda_pix", type=float, help="pixel-level (fidelity) strength, default 1.0")
+    p.add_argument("--lambda_sem", type=float, help="semantic-level (detail) strength, default 1.0")
+    p.add_argument("--sweep", help="grid 'PIX,PIX,...:SEM,SEM,...': one image per pair plus a contact sheet")
+    p.add_argument("--upscale", type=int)
+    p.add_argument("--process_size", type=int)
+    p.add_argument("--color_fix", choices=["adain", "wavelet", "none"])
+    p.add_argument("--latent_tile", type=int, help="UNet tile in latent pixels (default 96)")
+    p.add_argument("--latent_tile_overlap", type=int, help="tile overlap in latent pixels (default 32)")
+    p.add_argument("--tile_batch", type=int, help="tiles per UNet call (default 1)")
+    p.add_argument("--vae_tile", type=int, help="VAE tile in image pixels (default 1024)")
+    p.add_argument("--vae_sample", action="store_true", default=None, help="sample the VAE posterior (with --seed)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--prompt", help="text prompt (default: empty, as the paper)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--skip_existing", action="store_true", default=None, help="skip inputs whose outputs exist")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.vae_tile=512")
+    return p
+
+
+def resolve_config(argv: list[str] | None):
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            try:
+                OmegaConf.update(cfg, key, value, merge=True)
+            except Exception as exc:
+                raise ConfigError(f"--{flag} {value!r}: {str(exc).splitlines()[0]}") from None
+    validate(cfg)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = resolve_config(argv)
+    o = cfg.inference
+    if not o.input:
+        raise ConfigError("no input given: pass -i FILE|FOLDER|LIST.txt (or set inference.input in the config)")
+
+    from accelerate import PartialState
+
+    from pisasr.batch import check_unique_stems, check_writable, package_versions, run_batch, write_run_record
+    from pisasr.image_io import list_inputs
+    from pisasr.model.checkpoint import file_sha256, resolve_weights_file
+    from pisasr.pipeline import Pipeline
+    from pisasr.sweep import parse_sweep
+
+    quiet_libraries()
+    inputs = list_inputs(o.input)
+    check_unique_stems(inputs)
+    out_dir = Path(o.output_dir)
+    check_writable(out_dir)
+    if o.sweep:
+        axes = parse_sweep(o.sweep)
+        pairs = [(p, s) for p in axes[0] for s in axes[1]]
+    else:
+        axes, pairs = None, [(float(o.lambda_pix), float(o.lambda_sem))]
+
+    state = PartialState()
+    if o.device == "auto" and state.num_processes > 1:
+        cfg.inference.device = str(state.device)
+    pipe = Pipeline.from_config(cfg)
+    if state.is_main_process:
+        weights = cfg.model.weights
+        write_run_record(
+            out_dir,
+            {
+                "command": sys.argv,
+                "config": OmegaConf.to_container(cfg, resolve=True),
+                "weights_sha256": file_sha256(resolve_weights_file(weights)) if weights else None,
+                "device": str(pipe.device),
+                "dtype": str(pipe.dtype),
+                "num_processes": state.num_processes,
+                "versions": package_versions(),
+            },
+        )
+    shard = inputs[state.process_index :: state.num_processes]
+    summary = run_batch(
+        pipe, shard, out_dir, pairs, axes, skip_existing=o.skip_existing, show_progress=state.is_main_process
+    )
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        parts = gather_object([summary])
+        summary = parts[0]
+        for part in parts[1:]:
+            summary.merge(part)
+    if state.is_main_process:
+        print(summary.report(), file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+def entry() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    entry()

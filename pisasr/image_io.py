@@ -1,0 +1,176 @@
+"""Reading and writing images without losing what the user gave us.
+
+``read_image`` returns RGB as a float tensor in [0, 1] plus what is needed to write the result back in kind:
+grayscale stays grayscale, an alpha channel is kept aside (upscaled separately and re-attached), 16-bit PNG/TIFF
+stays 16-bit, and EXIF orientation is applied. Every failure is an ``ImageError`` naming the file.
+``save_image`` writes PNG atomically (temporary file, then rename), so an interrupted run leaves no half image.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pisasr.errors import ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+_SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+# EXIF orientation -> numpy operations that undo it (same table as PIL.ImageOps.exif_transpose)
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+    7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+    8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+}
+
+
+@dataclass
+class LoadedImage:
+    rgb: torch.Tensor  # [3, H, W] float32 in [0, 1]
+    alpha: torch.Tensor | None  # [1, H, W] float32 in [0, 1]
+    grayscale: bool
+    bit_depth: int  # 8 or 16
+    path: Path | None = None
+
+
+def list_inputs(path: str | os.PathLike) -> list[Path]:
+    """An image file, a folder of images (sorted, case-insensitive suffixes) or a .txt list of paths."""
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"input not found: {p}")
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ImageError(f"input folder {p} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if p.suffix.lower() == ".txt":
+        lines = [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        if not lines:
+            raise ImageError(f"input list {p} is empty")
+        return [Path(line) if Path(line).is_absolute() else (p.parent / line) for line in lines]
+    return [p]
+
+
+def _to_tensor(array: np.ndarray, max_value: float) -> torch.Tensor:
+    array = np.ascontiguousarray(array)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.astype(np.float32) / max_value).permute(2, 0, 1)
+
+
+def _split(array: np.ndarray, max_value: float, bit_depth: int, path: Path) -> LoadedImage:
+    """array: HxW, HxWx2 (gray+alpha), HxWx3 or HxWx4, RGB order."""
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        color, alpha = array[:, :, :-1], _to_tensor(array[:, :, -1], max_value)
+    else:
+        color, alpha = array, None
+    grayscale = color.ndim == 2 or color.shape[2] == 1
+    rgb = _to_tensor(color, max_value)
+    if grayscale:
+        rgb = rgb[:1].expand(3, -1, -1).contiguous()
+    return LoadedImage(rgb=rgb, alpha=alpha, grayscale=grayscale, bit_depth=bit_depth, path=path)
+
+
+def _read_sixteen_bit(path: Path, orientation: int) -> LoadedImage | None:
+    """PIL truncates 16-bit colour PNG/TIFF to 8 bits; OpenCV reads them exactly."""
+    import cv2
+
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint16:
+        return None
+    if array.ndim == 3 and array.shape[2] == 3:  # OpenCV is BGR(A)
+        array = array[:, :, ::-1]
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, [2, 1, 0, 3]]
+    if orientation in _ORIENT:
+        array = _ORIENT[orientation](array)
+    return _split(array, 65535.0, 16, path)
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            orientation = img.getexif().get(0x0112, 1)
+            if path.suffix.lower() in _SIXTEEN_BIT_SUFFIXES:  # the 8-bit common case costs a second decode
+                loaded = _read_sixteen_bit(path, orientation)
+                if loaded is not None:
+                    return loaded
+            img = ImageOps.exif_transpose(img)
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode not in ("L", "LA", "RGB", "RGBA"):
+                img = img.convert("RGB")
+            return _split(np.asarray(img), 255.0, 8, path)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def from_pil(img: Image.Image) -> LoadedImage:
+    """In-memory PIL image (Python API) -> LoadedImage; 8-bit only."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGB")
+    return _split(np.asarray(img), 255.0, 8, None)
+
+
+def assemble(rgb: torch.Tensor, alpha: torch.Tensor | None, grayscale: bool) -> torch.Tensor:
+    """[3,H,W] RGB (+ [1,H,W] alpha) in [0,1] -> [C,H,W] with C in 1..4 matching the input's kind."""
+    rgb = rgb.clamp(0, 1)
+    if grayscale:  # ITU-R 601 luma, as PIL's convert("L")
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+        rgb = (rgb * weights).sum(0, keepdim=True)
+    return torch.cat([rgb, alpha.clamp(0, 1)]) if alpha is not None else rgb
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """[C,H,W] in [0,1] (C = 1..4) -> 8-bit PIL image."""
+    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
+    return Image.fromarray(array[:, :, 0] if mode == "L" else array, mode)
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike, bit_depth: int = 8) -> Path:
+    """Write [C,H,W] in [0,1] as PNG at ``path`` atomically; 16-bit when ``bit_depth == 16``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        if bit_depth == 16:
+            import cv2
+
+            array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 65535.0).round().astype(np.uint16)
+            if array.shape[2] == 3:
+                array = array[:, :, ::-1]
+            elif array.shape[2] == 4:
+                array = array[:, :, [2, 1, 0, 3]]
+            elif array.shape[2] == 2:  # OpenCV has no gray+alpha: store as RGBA
+                array = array[:, :, [0, 0, 0, 1]]
+            if not cv2.imwrite(tmp, np.ascontiguousarray(array.squeeze(2) if array.shape[2] == 1 else array)):
+                raise OSError(f"cannot write {path}")
+        else:
+            to_pil(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

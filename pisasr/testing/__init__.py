@@ -1,0 +1,1 @@
+"""Offline test fixtures: the tiny SD-shaped base."""
