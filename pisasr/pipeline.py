@@ -161,7 +161,7 @@ class Pipeline:
         t = torch.tensor([self.timestep], device=self.device)
 
         def unet(tiles: torch.Tensor) -> torch.Tensor:
-            return self.unet(tiles, t, encoder_hidden_states=emb.expand(len(tiles), -1, -1)).sample
+            return self.unet(tiles.to(self.dtype), t, encoder_hidden_states=emb.expand(len(tiles), -1, -1)).sample
 
         if adapters == "full":
             return tiled_apply(unet, z, o.latent_tile, o.latent_tile_overlap, o.tile_batch).float()

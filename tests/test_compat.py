@@ -2,7 +2,7 @@
 
 
 def test_basicsr_functions_used_by_pisasr_import():
-    from pisasr.compat import basicsr  # noqa: F401
+    from pisasr.compat import basicsr  # noqa: F401, I001  (must come first: it makes basicsr importable)
     from basicsr.data.degradations import (  # noqa: F401
         circular_lowpass_kernel,
         random_add_gaussian_noise_pt,

@@ -11,13 +11,18 @@ from pisasr.errors import PiSAError
 
 def quiet_libraries() -> None:
     """No per-file progress bars or info logs from diffusers/transformers: our own bar and messages suffice."""
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
     from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as transformers_logging
 
     for lib in (diffusers_logging, transformers_logging):
         lib.set_verbosity_error()
         lib.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # its retry chatter when the hub is unreachable; our error says what to do
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         axes, pairs = None, [(float(o.lambda_pix), float(o.lambda_sem))]
 
-    state = PartialState()
+    from pisasr.devices import resolve_device
+
+    # On a machine without an accelerator, `accelerate launch --multi_gpu` processes join a gloo (CPU) group only
+    # when asked for the CPU explicitly.
+    state = PartialState(cpu=resolve_device(o.device).type == "cpu")
     if o.device == "auto" and state.num_processes > 1:
         cfg.inference.device = str(state.device)
     pipe = Pipeline.from_config(cfg)

@@ -44,7 +44,7 @@ def ensure_tiny_base(path: str) -> None:
 
 
 def _load_failure(base: str, exc: Exception) -> ModelLoadError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
     where = "local folder" if Path(base).exists() else "hub id or folder"
     return ModelLoadError(
         f"cannot load base model {base!r} ({where}): {reason}. Bases that work: "
@@ -77,7 +77,7 @@ def load_base(
         if text_encoder:
             enc = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=dtype, **kwargs)
             tok = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise _load_failure(base, exc) from None
     for module in (unet, vae, enc):
         if module is not None:

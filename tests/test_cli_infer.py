@@ -1,0 +1,170 @@
+"""scripts/infer.py: batches, bad input, resume, sweeps, records, and real processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import image_file
+from PIL import Image
+
+from pisasr.cli import run_cli
+from pisasr.cli.infer import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def infer(*args):
+    return run_cli(main, [str(a) for a in args])
+
+
+@pytest.fixture()
+def lr_dir(tmp_path):
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    image_file(folder / "a.png", (24, 20))
+    image_file(folder / "b.jpg", (20, 28), seed=1)
+    return folder
+
+
+def common(tiny_base, out, *extra):
+    return ["-o", out, "--base", tiny_base, "--device", "cpu", "--process_size", "64", *extra]
+
+
+def test_batch_goes_on_past_bad_files(tiny_base, trained_checkpoint, lr_dir, tmp_path, capsys):
+    (lr_dir / "c_empty.png").write_bytes(b"")
+    (lr_dir / "d_text.webp").write_text("not an image")
+    good = Image.open(lr_dir / "b.jpg")
+    good.save(lr_dir / "e_cut.jpg")
+    (lr_dir / "e_cut.jpg").write_bytes((lr_dir / "e_cut.jpg").read_bytes()[:200])
+    out = tmp_path / "out"
+    code = infer("-i", lr_dir, "--weights", trained_checkpoint, *common(tiny_base, out))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
+    assert Image.open(out / "a.png").size == (96, 80)
+    for name in ("c_empty.png", "d_text.webp", "e_cut.jpg"):
+        assert name in err
+    assert "2 restored, 0 skipped (existing), 3 failed" in err
+    assert "Traceback" not in err
+
+
+def test_skip_existing_and_run_record(tiny_base, trained_checkpoint, lr_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert infer("-i", lr_dir, "--weights", trained_checkpoint, *common(tiny_base, out)) == 0
+    stamp = (out / "a.png").stat().st_mtime_ns
+    record = json.loads((out / "run.json").read_text())
+    from pisasr.model.checkpoint import file_sha256
+
+    weights_file = Path(trained_checkpoint) / "pisasr_adapters.safetensors"
+    assert record["weights_sha256"] == file_sha256(weights_file)
+    assert record["config"]["inference"]["lambda_sem"] == 1.0 and "torch" in record["versions"]
+    capsys.readouterr()
+    assert infer("-i", lr_dir, "--weights", trained_checkpoint, "--skip_existing", *common(tiny_base, out)) == 0
+    assert "0 restored, 2 skipped" in capsys.readouterr().err
+    assert (out / "a.png").stat().st_mtime_ns == stamp
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_sweep_writes_every_pair_and_a_sheet(tiny_base, trained_checkpoint, lr_dir, tmp_path):
+    out = tmp_path / "sweep"
+    single = tmp_path / "single"
+    args = ["-i", lr_dir / "a.png", "--weights", trained_checkpoint]
+    assert infer(*args, "--sweep", "0.5,1:0,1.5", *common(tiny_base, out)) == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["a_pix0.5_sem0.0.png", "a_pix0.5_sem1.5.png", "a_pix1.0_sem0.0.png", "a_pix1.0_sem1.5.png", "a_sweep.png"]
+    assert infer(*args, "--lambda_pix", "0.5", "--lambda_sem", "1.5", *common(tiny_base, single)) == 0
+    assert np.array_equal(np.asarray(Image.open(out / "a_pix0.5_sem1.5.png")), np.asarray(Image.open(single / "a.png")))
+    sheet = Image.open(out / "a_sweep.png")
+    assert sheet.size[0] == 2 * 256 and sheet.size[1] > 2 * 256
+
+
+def test_kinds_of_image_survive_the_cli(tiny_base, tmp_path):
+    src = tmp_path / "kinds"
+    src.mkdir()
+    image_file(src / "gray.png", (20, 16), mode="L")
+    image_file(src / "rgba.png", (20, 16), mode="RGBA")
+    cv2.imwrite(str(src / "deep.png"), np.random.default_rng(0).integers(0, 65535, (16, 20, 3), dtype=np.uint16))
+    out = tmp_path / "out"
+    assert infer("-i", src, *common(tiny_base, out)) == 0
+    assert Image.open(out / "gray.png").mode == "L"
+    assert Image.open(out / "rgba.png").mode == "RGBA" and Image.open(out / "rgba.png").size == (80, 64)
+    deep = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (64, 80, 3)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_input", "input not found"),
+        ("empty_folder", "holds no images"),
+        ("unwritable_out", "is not writable"),
+        ("missing_weights", "weights not found"),
+        ("wrong_weights", "not a readable safetensors"),
+        ("absent_base", "cannot load base model 'nobody/no-such-model'"),
+        ("bad_override", "inference.colour"),
+    ],
+)
+def test_setup_errors_are_one_line(tiny_base, lr_dir, tmp_path, capsys, case, message):
+    out, base, extra = tmp_path / "out", tiny_base, []
+    inp = lr_dir
+    if case == "missing_input":
+        inp = tmp_path / "nothing_here"
+    elif case == "empty_folder":
+        inp = tmp_path / "empty"
+        inp.mkdir()
+    elif case == "unwritable_out":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    elif case == "missing_weights":
+        extra = ["--weights", tmp_path / "none.safetensors"]
+    elif case == "wrong_weights":
+        (tmp_path / "w.safetensors").write_text("junk")
+        extra = ["--weights", tmp_path / "w.safetensors"]
+    elif case == "absent_base":
+        base = "nobody/no-such-model"
+    elif case == "bad_override":
+        extra = ["inference.colour=adain"]
+    code = infer("-i", inp, "-o", out, "--base", base, "--device", "cpu", *extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def _env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_real_process_error_has_no_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "scripts/infer.py", "-i", str(tmp_path / "missing.png"), "-o", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, env=_env(),
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: input not found: {tmp_path / 'missing.png'}"]
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_inputs(tiny_base, trained_checkpoint, tmp_path):
+    src = tmp_path / "lr"
+    src.mkdir()
+    for i in range(5):
+        image_file(src / f"img{i}.png", (16, 20), seed=i)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+            "scripts/infer.py", "-i", str(src), "--weights", trained_checkpoint,
+            *map(str, common(tiny_base, out)),
+        ],
+        cwd=REPO, capture_output=True, text=True, env=_env(), timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"img{i}.png" for i in range(5)]
+    assert "5 restored, 0 skipped (existing), 0 failed" in done.stderr  # each written once, not once per process
+    assert json.loads((out / "run.json").read_text())["num_processes"] == 2

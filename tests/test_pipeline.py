@@ -1,0 +1,125 @@
+"""The inference object against an independent, unmerged implementation of the method."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pisasr.color import apply_color_fix
+from pisasr.image_io import LoadedImage
+from pisasr.model import load_base
+from pisasr.model.base import encode_prompts
+from pisasr.model.checkpoint import load_checkpoint
+from pisasr.model.dual_lora import combine_eps
+from pisasr.pipeline import Pipeline, plan_geometry
+
+
+def _image(h=32, w=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rgb = F.interpolate(torch.rand(1, 3, 4, 5, generator=g), size=(h, w), mode="bilinear")[0]
+    return LoadedImage(rgb=rgb, alpha=None, grayscale=False, bit_depth=8)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_base, trained_checkpoint):
+    """The method written out plainly: unmerged adapters switched per pass, no tiling."""
+    base = load_base(tiny_base)
+    dual = load_checkpoint(trained_checkpoint).build(base.unet)
+    emb = encode_prompts(base.tokenizer, base.text_encoder, [""])
+
+    @torch.no_grad()
+    def run(image, lambda_pix, lambda_sem, process_size=512, color_fix="adain"):
+        x = image.rgb[None]
+        enlarged, geo = plan_geometry(x.shape[-2], x.shape[-1], 4, process_size)
+        if enlarged:
+            x = F.interpolate(x, size=enlarged, mode="bicubic", align_corners=False).clamp(0, 1)
+        ref = F.interpolate(x, size=geo.model_size, mode="bicubic", align_corners=False).clamp(0, 1)
+        inp = F.pad(ref * 2 - 1, (0, geo.pad[1], 0, geo.pad[0]), mode="reflect")
+        z = base.vae.encode(inp).latent_dist.mode() * base.vae.config.scaling_factor
+        dual.activate(["pix"])
+        eps_pix = base.unet(z, 1, encoder_hidden_states=emb).sample
+        dual.activate(["pix", "sem"])
+        eps_full = base.unet(z, 1, encoder_hidden_states=emb).sample
+        z_h = combine_eps(z, eps_pix, eps_full, lambda_pix, lambda_sem)
+        out = base.vae.decode(z_h / base.vae.config.scaling_factor).sample[:, :, : geo.model_size[0], : geo.model_size[1]]
+        out = apply_color_fix(color_fix, ((out + 1) / 2).clamp(0, 1), ref).clamp(0, 1)
+        out = F.interpolate(out, size=geo.out_size, mode="bicubic", align_corners=False, antialias=True)
+        return out.clamp(0, 1)[0]
+
+    return run
+
+
+@pytest.mark.parametrize("pair", [(1.0, 1.0), (1.0, 0.0), (0.5, 1.5), (1.3, 0.4), (0.0, 0.0)])
+def test_pipeline_matches_the_plain_method(pipe, reference, pair):
+    """Merged default pass, on-the-fly pix-only pass and the combination equal the unmerged two-pass method."""
+    image = _image()
+    ours = pipe.restore(image, [pair])[pair]
+    assert ours.shape == (3, 128, 160)
+    torch.testing.assert_close(ours, reference(image, *pair), rtol=0, atol=2e-4)
+
+
+def test_default_single_pass_equals_the_two_pass_path(pipe):
+    """(1, 1) runs one merged pass; a pair next to it forces eps_pix + eps_full: the results agree."""
+    image = _image(seed=1)
+    default = pipe.restore(image)[(1.0, 1.0)]
+    two_pass = pipe.restore(image, [(1.0 + 1e-6, 1.0)])[(1.0 + 1e-6, 1.0)]
+    torch.testing.assert_close(two_pass, default, rtol=0, atol=1e-4)
+
+
+def test_lambda_sem_zero_is_the_pix_only_pass(pipe, reference):
+    image = _image(seed=2)
+    pix_only = pipe.restore(image, [(1.0, 0.0)])[(1.0, 0.0)]
+    torch.testing.assert_close(pix_only, reference(image, 1.0, 0.0), rtol=0, atol=2e-4)
+    full = pipe.restore(image, [(1.0, 1.0)])[(1.0, 1.0)]
+    assert (full - pix_only).abs().max() > 1e-3  # sem matters with these weights
+
+
+def test_sweep_equals_separate_runs(pipe):
+    image = _image(seed=3)
+    pairs = [(p, s) for p in (0.5, 1.0) for s in (0.0, 1.0, 1.5)]
+    swept = pipe.restore(image, pairs)
+    for pair in pairs:
+        assert torch.equal(swept[pair], pipe.restore(image, [pair])[pair])
+
+
+def test_same_input_gives_bit_identical_output(tiny_base, trained_checkpoint, pipe):
+    image = _image(seed=4)
+    first = pipe.restore(image, [(0.8, 1.2)])[(0.8, 1.2)]
+    other = Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu")
+    assert torch.equal(first, other.restore(image, [(0.8, 1.2)])[(0.8, 1.2)])
+    assert torch.equal(first, pipe.restore(image, [(0.8, 1.2)])[(0.8, 1.2)])
+
+
+def test_vae_sample_is_seeded(tiny_base, trained_checkpoint):
+    a = Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu", vae_sample=True, seed=5)
+    image = _image(seed=5)
+    one, two = a.restore(image)[(1.0, 1.0)], a.restore(image)[(1.0, 1.0)]
+    assert torch.equal(one, two)
+    a.options.seed = 6
+    assert not torch.equal(one, a.restore(image)[(1.0, 1.0)])
+
+
+@pytest.mark.parametrize("size", [(37, 53), (130, 129), (8, 200)])
+def test_odd_sizes_give_upscale_times_the_input(pipe, size):
+    out = pipe.restore(_image(*size))[(1.0, 1.0)]
+    assert out.shape == (3, size[0] * 4, size[1] * 4)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_padding_reflects_instead_of_stretching():
+    enlarged, geo = plan_geometry(130, 129, 4, 512)
+    assert enlarged is None and geo.model_size == (520, 516) and geo.pad == (0, 4)
+    enlarged, geo = plan_geometry(37, 53, 4, 512)
+    assert enlarged == (128, 183) and geo.out_size == (148, 212)
+
+
+def test_fp16_on_cpu_is_refused(tiny_base):
+    from pisasr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 is not supported on the CPU"):
+        Pipeline.from_pretrained(tiny_base, device="cpu", dtype="fp16")
+
+
+def test_bf16_runs(tiny_base, trained_checkpoint):
+    pipe = Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu", dtype="bf16")
+    out = pipe.restore(_image(seed=6))[(1.0, 1.0)]
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
