@@ -33,7 +33,9 @@ class BatchSummary:
 
     def report(self) -> str:
         mean = f", {self.seconds / self.done:.2f} s per image" if self.done else ""
-        lines = [f"{self.done} restored, {self.skipped} skipped (existing), {len(self.failures)} failed{mean}"]
+        lines = [
+            f"{self.done} restored, {self.skipped} skipped (existing), {len(self.failures)} failed{mean}"
+        ]
         lines += [f"  failed: {message}" for _, message in self.failures]
         return "\n".join(lines)
 
@@ -44,14 +46,18 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise PiSAError(f"output folder {folder} is not writable ({exc.strerror or exc}); choose another with -o") from None
+        raise PiSAError(
+            f"output folder {folder} is not writable ({exc.strerror or exc}); choose another with -o"
+        ) from None
 
 
 def check_unique_stems(inputs: list[Path]) -> None:
     seen: dict[str, Path] = {}
     for path in inputs:
         if path.stem in seen:
-            raise PiSAError(f"inputs {seen[path.stem]} and {path} would both be written as {path.stem}.png; rename one")
+            raise PiSAError(
+                f"inputs {seen[path.stem]} and {path} would both be written as {path.stem}.png; rename one"
+            )
         seen[path.stem] = path
 
 

@@ -182,7 +182,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"override {item!r} is not of the form key=value")
     if overrides:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
-    for layer, origin in zip(layers, ([str(path)] if path is not None else []) + ["command line"] * len(overrides)):
+    for layer, origin in zip(
+        layers, ([str(path)] if path is not None else []) + ["command line"] * len(overrides)
+    ):
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as exc:

@@ -22,7 +22,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+        raise ConfigError(
+            f"device {name!r} requested but CUDA is not available on this machine; use --device cpu"
+        )
     return device
 
 

@@ -53,7 +53,9 @@ def list_inputs(path: str | os.PathLike) -> list[Path]:
             raise ImageError(f"input folder {p} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return files
     if p.suffix.lower() == ".txt":
-        lines = [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        lines = [
+            line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")
+        ]
         if not lines:
             raise ImageError(f"input list {p} is empty")
         return [Path(line) if Path(line).is_absolute() else (p.parent / line) for line in lines]
@@ -119,7 +121,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ImageError(
+            f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
 
 
 def from_pil(img: Image.Image) -> LoadedImage:
@@ -143,7 +147,9 @@ def assemble(rgb: torch.Tensor, alpha: torch.Tensor | None, grayscale: bool) -> 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
     """[C,H,W] in [0,1] (C = 1..4) -> 8-bit PIL image."""
-    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    array = (
+        (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    )
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
     return Image.fromarray(array[:, :, 0] if mode == "L" else array, mode)
 
@@ -158,7 +164,11 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, bit_depth: int = 8)
         if bit_depth == 16:
             import cv2
 
-            array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 65535.0).round().astype(np.uint16)
+            array = (
+                (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 65535.0)
+                .round()
+                .astype(np.uint16)
+            )
             if array.shape[2] == 3:
                 array = array[:, :, ::-1]
             elif array.shape[2] == 4:

@@ -56,7 +56,9 @@ class Geometry:
     pad: tuple[int, int]  # bottom, right padding up to a multiple of 8
 
 
-def plan_geometry(height: int, width: int, upscale: int, process_size: int) -> tuple[tuple[int, int] | None, Geometry]:
+def plan_geometry(
+    height: int, width: int, upscale: int, process_size: int
+) -> tuple[tuple[int, int] | None, Geometry]:
     """Returns the enlarged LR size (or None) and the geometry; same rule as the official test script."""
     min_side = process_size // upscale
     enlarged = None
@@ -122,7 +124,13 @@ class Pipeline:
         ``options`` are ``InferenceConfig`` fields (``color_fix``, ``dtype``, ``latent_tile``, ...).
         """
         cfg = OmegaConf.structured(PiSAConfig)
-        cfg = OmegaConf.merge(cfg, {"model": {"base": str(base), "weights": str(weights) if weights else None}, "inference": options})
+        cfg = OmegaConf.merge(
+            cfg,
+            {
+                "model": {"base": str(base), "weights": str(weights) if weights else None},
+                "inference": options,
+            },
+        )
         return cls.from_config(cfg)
 
     def set_vae_tile(self, pixels: int) -> None:
@@ -161,7 +169,9 @@ class Pipeline:
         t = torch.tensor([self.timestep], device=self.device)
 
         def unet(tiles: torch.Tensor) -> torch.Tensor:
-            return self.unet(tiles.to(self.dtype), t, encoder_hidden_states=emb.expand(len(tiles), -1, -1)).sample
+            return self.unet(
+                tiles.to(self.dtype), t, encoder_hidden_states=emb.expand(len(tiles), -1, -1)
+            ).sample
 
         if adapters == "full":
             return tiled_apply(unet, z, o.latent_tile, o.latent_tile_overlap, o.tile_batch).float()
@@ -191,7 +201,9 @@ class Pipeline:
         eps_pix = self.noise_prediction(z_lr, "pix") if any(p != s for p, s in pairs) else None
         alpha = None
         if image.alpha is not None:
-            alpha = resize(image.alpha[None].to(self.device, torch.float32), geo.out_size).clamp(0, 1)[0].cpu()
+            alpha = (
+                resize(image.alpha[None].to(self.device, torch.float32), geo.out_size).clamp(0, 1)[0].cpu()
+            )
         results = {}
         for lambda_pix, lambda_sem in pairs:
             z_hr = z_lr
@@ -207,7 +219,10 @@ class Pipeline:
         return results
 
     def __call__(
-        self, image: Image.Image | str | os.PathLike, lambda_pix: float | None = None, lambda_sem: float | None = None
+        self,
+        image: Image.Image | str | os.PathLike,
+        lambda_pix: float | None = None,
+        lambda_sem: float | None = None,
     ) -> Image.Image:
         """PIL image or path in, 8-bit PIL image out (use ``restore`` + ``save_image`` for 16-bit)."""
         loaded = from_pil(image) if isinstance(image, Image.Image) else read_image(image)

@@ -13,9 +13,14 @@ def parse_sweep(spec: str) -> tuple[list[float], list[float]]:
     """``"0.5,1.0,1.5:0,0.5,1.0"`` -> ([0.5, 1.0, 1.5], [0.0, 0.5, 1.0]) (pix values : sem values)."""
     try:
         pix, sem = spec.split(":")
-        values = [float(v) for v in pix.split(",") if v.strip()], [float(v) for v in sem.split(",") if v.strip()]
+        values = (
+            [float(v) for v in pix.split(",") if v.strip()],
+            [float(v) for v in sem.split(",") if v.strip()],
+        )
     except ValueError:
-        raise ConfigError(f"--sweep {spec!r} must look like '0.5,1.0,1.5:0,0.5,1.0' (pix values : sem values)") from None
+        raise ConfigError(
+            f"--sweep {spec!r} must look like '0.5,1.0,1.5:0,0.5,1.0' (pix values : sem values)"
+        ) from None
     if not values[0] or not values[1]:
         raise ConfigError(f"--sweep {spec!r} needs at least one pix value and one sem value")
     return values
@@ -31,7 +36,10 @@ def sweep_name(stem: str, lambda_pix: float, lambda_sem: float) -> str:
 
 
 def contact_sheet(
-    images: dict[tuple[float, float], torch.Tensor], pix_values: list[float], sem_values: list[float], cell: int = 256
+    images: dict[tuple[float, float], torch.Tensor],
+    pix_values: list[float],
+    sem_values: list[float],
+    cell: int = 256,
 ) -> Image.Image:
     """Grid with one row per lambda_pix and one column per lambda_sem, each cell labelled with both."""
     label_h = 18
@@ -44,5 +52,7 @@ def contact_sheet(
             img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
             x, y = col * cell, row * (cell + label_h)
             sheet.paste(img, (x + (cell - img.width) // 2, y + label_h + (cell - img.height) // 2))
-            draw.text((x + 4, y + 3), f"pix {format_lambda(lp)}  sem {format_lambda(ls)}", fill="black", font=font)
+            draw.text(
+                (x + 4, y + 3), f"pix {format_lambda(lp)}  sem {format_lambda(ls)}", fill="black", font=font
+            )
     return sheet

@@ -49,6 +49,8 @@ def image_file(path, size=(40, 32), mode="RGB", seed=0):
     rng = np.random.default_rng(seed)
     channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
     small = rng.integers(0, 256, (4, 4, channels), dtype=np.uint8)
-    img = Image.fromarray(small.squeeze(-1) if channels == 1 else small, mode).resize(size, Image.Resampling.BICUBIC)
+    img = Image.fromarray(small.squeeze(-1) if channels == 1 else small, mode).resize(
+        size, Image.Resampling.BICUBIC
+    )
     img.save(path)
     return path

@@ -80,7 +80,9 @@ def test_conversion_round_trips(tiny_base, official_pkl, tmp_path):
     official, converted = load_checkpoint(path), load_checkpoint(out)
     for name in ("pix", "sem"):
         assert official.states[name].keys() == converted.states[name].keys()
-        assert all(torch.equal(official.states[name][k], converted.states[name][k]) for k in official.states[name])
+        assert all(
+            torch.equal(official.states[name][k], converted.states[name][k]) for k in official.states[name]
+        )
     assert converted.meta.target_modules == official.meta.target_modules
     assert converted.meta.source == "official:pisa_sr.pkl"
 
@@ -92,7 +94,8 @@ def test_convert_script_writes_our_format(official_pkl, tmp_path):
     path, _ = official_pkl
     done = subprocess.run(
         [sys.executable, "scripts/convert_official_ckpt.py", str(path), str(tmp_path / "out")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / WEIGHTS_NAME).is_file()

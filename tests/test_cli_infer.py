@@ -64,7 +64,9 @@ def test_skip_existing_and_run_record(tiny_base, trained_checkpoint, lr_dir, tmp
     assert record["weights_sha256"] == file_sha256(weights_file)
     assert record["config"]["inference"]["lambda_sem"] == 1.0 and "torch" in record["versions"]
     capsys.readouterr()
-    assert infer("-i", lr_dir, "--weights", trained_checkpoint, "--skip_existing", *common(tiny_base, out)) == 0
+    assert (
+        infer("-i", lr_dir, "--weights", trained_checkpoint, "--skip_existing", *common(tiny_base, out)) == 0
+    )
     assert "0 restored, 2 skipped" in capsys.readouterr().err
     assert (out / "a.png").stat().st_mtime_ns == stamp
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -76,9 +78,17 @@ def test_sweep_writes_every_pair_and_a_sheet(tiny_base, trained_checkpoint, lr_d
     args = ["-i", lr_dir / "a.png", "--weights", trained_checkpoint]
     assert infer(*args, "--sweep", "0.5,1:0,1.5", *common(tiny_base, out)) == 0
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["a_pix0.5_sem0.0.png", "a_pix0.5_sem1.5.png", "a_pix1.0_sem0.0.png", "a_pix1.0_sem1.5.png", "a_sweep.png"]
+    assert names == [
+        "a_pix0.5_sem0.0.png",
+        "a_pix0.5_sem1.5.png",
+        "a_pix1.0_sem0.0.png",
+        "a_pix1.0_sem1.5.png",
+        "a_sweep.png",
+    ]
     assert infer(*args, "--lambda_pix", "0.5", "--lambda_sem", "1.5", *common(tiny_base, single)) == 0
-    assert np.array_equal(np.asarray(Image.open(out / "a_pix0.5_sem1.5.png")), np.asarray(Image.open(single / "a.png")))
+    assert np.array_equal(
+        np.asarray(Image.open(out / "a_pix0.5_sem1.5.png")), np.asarray(Image.open(single / "a.png"))
+    )
     sheet = Image.open(out / "a_sweep.png")
     assert sheet.size[0] == 2 * 256 and sheet.size[1] > 2 * 256
 
@@ -88,7 +98,9 @@ def test_kinds_of_image_survive_the_cli(tiny_base, tmp_path):
     src.mkdir()
     image_file(src / "gray.png", (20, 16), mode="L")
     image_file(src / "rgba.png", (20, 16), mode="RGBA")
-    cv2.imwrite(str(src / "deep.png"), np.random.default_rng(0).integers(0, 65535, (16, 20, 3), dtype=np.uint16))
+    cv2.imwrite(
+        str(src / "deep.png"), np.random.default_rng(0).integers(0, 65535, (16, 20, 3), dtype=np.uint16)
+    )
     out = tmp_path / "out"
     assert infer("-i", src, *common(tiny_base, out)) == 0
     assert Image.open(out / "gray.png").mode == "L"
@@ -142,7 +154,10 @@ def _env():
 def test_real_process_error_has_no_traceback(tmp_path):
     done = subprocess.run(
         [sys.executable, "scripts/infer.py", "-i", str(tmp_path / "missing.png"), "-o", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, env=_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=_env(),
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: input not found: {tmp_path / 'missing.png'}"]
@@ -157,14 +172,36 @@ def test_two_processes_split_the_inputs(tiny_base, trained_checkpoint, tmp_path)
     out = tmp_path / "out"
     done = subprocess.run(
         [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-            "scripts/infer.py", "-i", str(src), "--weights", trained_checkpoint,
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+            "scripts/infer.py",
+            "-i",
+            str(src),
+            "--weights",
+            trained_checkpoint,
             *map(str, common(tiny_base, out)),
         ],
-        cwd=REPO, capture_output=True, text=True, env=_env(), timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.glob("*.png")) == [f"img{i}.png" for i in range(5)]
-    assert "5 restored, 0 skipped (existing), 0 failed" in done.stderr  # each written once, not once per process
+    assert (
+        "5 restored, 0 skipped (existing), 0 failed" in done.stderr
+    )  # each written once, not once per process
     assert json.loads((out / "run.json").read_text())["num_processes"] == 2

@@ -40,7 +40,9 @@ def reference(tiny_base, trained_checkpoint):
         dual.activate(["pix", "sem"])
         eps_full = base.unet(z, 1, encoder_hidden_states=emb).sample
         z_h = combine_eps(z, eps_pix, eps_full, lambda_pix, lambda_sem)
-        out = base.vae.decode(z_h / base.vae.config.scaling_factor).sample[:, :, : geo.model_size[0], : geo.model_size[1]]
+        out = base.vae.decode(z_h / base.vae.config.scaling_factor).sample[
+            :, :, : geo.model_size[0], : geo.model_size[1]
+        ]
         out = apply_color_fix(color_fix, ((out + 1) / 2).clamp(0, 1), ref).clamp(0, 1)
         out = F.interpolate(out, size=geo.out_size, mode="bicubic", align_corners=False, antialias=True)
         return out.clamp(0, 1)[0]

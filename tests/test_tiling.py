@@ -77,7 +77,13 @@ def test_pipeline_tiles_unet_and_vae(tiny_base, trained_checkpoint, untiled):
     in benchmarks."""
     image, expected = untiled
     pipe = Pipeline.from_pretrained(
-        tiny_base, trained_checkpoint, device="cpu", latent_tile=16, latent_tile_overlap=8, tile_batch=2, vae_tile=128,
+        tiny_base,
+        trained_checkpoint,
+        device="cpu",
+        latent_tile=16,
+        latent_tile_overlap=8,
+        tile_batch=2,
+        vae_tile=128,
         process_size=128,
     )
     got = pipe.restore(image, list(expected))

@@ -13,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("pkl", help="official checkpoint, e.g. pisa_sr.pkl")
     parser.add_argument("out_dir", help="folder for pisasr_adapters.safetensors (+ .json)")
-    parser.add_argument("--base", default=SD21_BASE, help=f"base model recorded in the metadata (default {SD21_BASE})")
+    parser.add_argument(
+        "--base", default=SD21_BASE, help=f"base model recorded in the metadata (default {SD21_BASE})"
+    )
     args = parser.parse_args(argv)
     from pisasr.model.checkpoint import convert_official
 

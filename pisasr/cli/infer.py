@@ -42,7 +42,9 @@ FLAGS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="PiSA-SR super-resolution with adjustable pixel/semantic strength.")
+    p = argparse.ArgumentParser(
+        description="PiSA-SR super-resolution with adjustable pixel/semantic strength."
+    )
     p.add_argument("-i", "--input", help="image file, folder of images, or .txt list of paths")
     p.add_argument("-o", "--output", help="output folder (default outputs/infer)")
     p.add_argument("--config", help="YAML config (default: built-in SD-Turbo defaults)")
@@ -58,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent_tile_overlap", type=int, help="tile overlap in latent pixels (default 32)")
     p.add_argument("--tile_batch", type=int, help="tiles per UNet call (default 1)")
     p.add_argument("--vae_tile", type=int, help="VAE tile in image pixels (default 1024)")
-    p.add_argument("--vae_sample", action="store_true", default=None, help="sample the VAE posterior (with --seed)")
+    p.add_argument(
+        "--vae_sample", action="store_true", default=None, help="sample the VAE posterior (with --seed)"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--prompt", help="text prompt (default: empty, as the paper)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--skip_existing", action="store_true", default=None, help="skip inputs whose outputs exist")
+    p.add_argument(
+        "--skip_existing", action="store_true", default=None, help="skip inputs whose outputs exist"
+    )
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.vae_tile=512")
     return p
 
@@ -86,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_config(argv)
     o = cfg.inference
     if not o.input:
-        raise ConfigError("no input given: pass -i FILE|FOLDER|LIST.txt (or set inference.input in the config)")
+        raise ConfigError(
+            "no input given: pass -i FILE|FOLDER|LIST.txt (or set inference.input in the config)"
+        )
 
     from accelerate import PartialState
 

@@ -63,11 +63,19 @@ def load_base(
     """Load every component of ``base`` with gradients off. ``text_encoder=False`` skips encoder and tokenizer."""
     local = Path(base)
     if local.exists() and not local.is_dir():
-        raise ModelLoadError(f"base model {base!r} is a file; it must be a folder in diffusers layout or a hub id")
+        raise ModelLoadError(
+            f"base model {base!r} is a file; it must be a folder in diffusers layout or a hub id"
+        )
     if local.is_dir():
-        missing = [s for s in SUBFOLDERS if not (local / s).is_dir() and (text_encoder or s not in ("text_encoder", "tokenizer"))]
+        missing = [
+            s
+            for s in SUBFOLDERS
+            if not (local / s).is_dir() and (text_encoder or s not in ("text_encoder", "tokenizer"))
+        ]
         if missing:
-            raise ModelLoadError(f"base model folder {base!r} lacks subfolder(s) {', '.join(missing)} (diffusers layout expected)")
+            raise ModelLoadError(
+                f"base model folder {base!r} lacks subfolder(s) {', '.join(missing)} (diffusers layout expected)"
+            )
     kwargs = {"revision": revision} if revision else {}
     try:
         unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype, **kwargs)
@@ -90,6 +98,10 @@ def load_base(
 def encode_prompts(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -> torch.Tensor:
     """CLIP hidden states for ``prompts`` as Stable Diffusion conditions on them (padded to max length)."""
     ids = tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
     ).input_ids.to(text_encoder.device)
     return text_encoder(ids)[0]

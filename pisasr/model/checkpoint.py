@@ -68,15 +68,23 @@ class AdapterCheckpoint:
 
 
 def save_checkpoint(
-    dual: DualLoRA, out_dir: str | os.PathLike, base_model: str | None = None, timestep: int = 1, extra: dict | None = None
+    dual: DualLoRA,
+    out_dir: str | os.PathLike,
+    base_model: str | None = None,
+    timestep: int = 1,
+    extra: dict | None = None,
 ) -> Path:
     """Write ``out_dir/pisasr_adapters.safetensors`` (+ ``.json``) atomically; returns the weights path."""
     meta = CheckpointMeta(**dual.metadata(), base_model=base_model, timestep=timestep, extra=extra or {})
-    tensors = {f"{name}.{k}": v.contiguous().cpu() for name in ADAPTERS for k, v in dual.state_dict(name).items()}
+    tensors = {
+        f"{name}.{k}": v.contiguous().cpu() for name in ADAPTERS for k, v in dual.state_dict(name).items()
+    }
     return write_checkpoint(meta, tensors, out_dir)
 
 
-def write_checkpoint(meta: CheckpointMeta, tensors: dict[str, torch.Tensor], out_dir: str | os.PathLike) -> Path:
+def write_checkpoint(
+    meta: CheckpointMeta, tensors: dict[str, torch.Tensor], out_dir: str | os.PathLike
+) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta_json = json.dumps(asdict(meta), indent=2)
@@ -110,7 +118,9 @@ def resolve_weights_file(path: str | os.PathLike) -> Path:
     if p.is_dir():
         if (p / WEIGHTS_NAME).is_file():
             return p / WEIGHTS_NAME
-        raise ModelLoadError(f"weights folder {p} has no {WEIGHTS_NAME}; pass a pisasr checkpoint folder or file, or an official .pkl")
+        raise ModelLoadError(
+            f"weights folder {p} has no {WEIGHTS_NAME}; pass a pisasr checkpoint folder or file, or an official .pkl"
+        )
     if not p.is_file():
         raise ModelLoadError(f"weights not found: {p}")
     return p
@@ -122,7 +132,9 @@ def load_checkpoint(path: str | os.PathLike) -> AdapterCheckpoint:
     if file.suffix in (".pkl", ".pt", ".pth"):
         return load_official_pkl(file)
     if file.suffix != ".safetensors":
-        raise ModelLoadError(f"{file}: unknown weights format (expected a pisasr .safetensors file or folder, or an official .pkl)")
+        raise ModelLoadError(
+            f"{file}: unknown weights format (expected a pisasr .safetensors file or folder, or an official .pkl)"
+        )
     try:
         with safe_open(str(file), framework="pt") as f:
             header = f.metadata() or {}
@@ -130,15 +142,21 @@ def load_checkpoint(path: str | os.PathLike) -> AdapterCheckpoint:
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{file}: not a readable safetensors file ({exc})") from None
     if "pisasr" not in header:
-        raise ModelLoadError(f"{file}: safetensors file without pisasr metadata; it is not a pisasr adapter checkpoint")
+        raise ModelLoadError(
+            f"{file}: safetensors file without pisasr metadata; it is not a pisasr adapter checkpoint"
+        )
     meta = CheckpointMeta(**json.loads(header["pisasr"]))
     if meta.format_version > FORMAT_VERSION:
-        raise ModelLoadError(f"{file}: checkpoint format {meta.format_version} is newer than this pisasr ({FORMAT_VERSION}); upgrade pisasr")
+        raise ModelLoadError(
+            f"{file}: checkpoint format {meta.format_version} is newer than this pisasr ({FORMAT_VERSION}); upgrade pisasr"
+        )
     states: dict[str, dict[str, torch.Tensor]] = {name: {} for name in ADAPTERS}
     for key, value in tensors.items():
         name, _, rest = key.partition(".")
         if name not in states:
-            raise ModelLoadError(f"{file}: unexpected tensor {key!r} (expected names starting with pix. or sem.)")
+            raise ModelLoadError(
+                f"{file}: unexpected tensor {key!r} (expected names starting with pix. or sem.)"
+            )
         states[name][rest] = value
     return AdapterCheckpoint(meta=meta, states=states, path=file)
 
@@ -149,7 +167,9 @@ def load_official_pkl(path: str | os.PathLike) -> AdapterCheckpoint:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle and zip errors come in many types
-        raise ModelLoadError(f"{path}: not a loadable official PiSA-SR checkpoint ({str(exc).splitlines()[0]})") from None
+        raise ModelLoadError(
+            f"{path}: not a loadable official PiSA-SR checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
     required = ["lora_rank_unet_pix", "lora_rank_unet_sem", "state_dict_unet"]
     if not isinstance(sd, dict) or any(k not in sd for k in required):
         raise ModelLoadError(f"{path}: not an official PiSA-SR checkpoint (needs keys {', '.join(required)})")
@@ -179,7 +199,9 @@ def load_official_pkl(path: str | os.PathLike) -> AdapterCheckpoint:
     return AdapterCheckpoint(meta=meta, states=states, path=path)
 
 
-def convert_official(pkl_path: str | os.PathLike, out_dir: str | os.PathLike, base_model: str | None = None) -> Path:
+def convert_official(
+    pkl_path: str | os.PathLike, out_dir: str | os.PathLike, base_model: str | None = None
+) -> Path:
     """Rewrite an official ``.pkl`` in our format (same tensors, bit for bit)."""
     ckpt = load_official_pkl(pkl_path)
     ckpt.meta.base_model = base_model

@@ -72,10 +72,14 @@ class DualLoRA:
         self.unet = unet
         self.ranks = {"pix": int(rank_pix), "sem": int(rank_sem)}
         self.alphas = {"pix": float(alpha_pix), "sem": float(alpha_sem)}
-        self.target_modules = list(target_modules) if target_modules is not None else lora_target_modules(unet)
+        self.target_modules = (
+            list(target_modules) if target_modules is not None else lora_target_modules(unet)
+        )
         unet.requires_grad_(False)
         for name in ADAPTERS:
-            with warnings.catch_warnings():  # PEFT warns that a second adapter is being added: that is the design
+            with (
+                warnings.catch_warnings()
+            ):  # PEFT warns that a second adapter is being added: that is the design
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                 unet.add_adapter(
                     LoraConfig(
@@ -155,7 +159,9 @@ class DualLoRA:
         if name not in self._merged:
             raise RuntimeError(f"adapter {name!r} is not merged")
         layers = list(self._lora_layers())
-        saved = [(layer.merged_adapters, list(layer.active_adapters), dict(layer.scaling)) for layer in layers]
+        saved = [
+            (layer.merged_adapters, list(layer.active_adapters), dict(layer.scaling)) for layer in layers
+        ]
         try:
             for layer in layers:
                 layer.merged_adapters = []  # PEFT runs the LoRA branches only for layers it believes unmerged
@@ -174,7 +180,9 @@ class DualLoRA:
         """PEFT state dict of one adapter, keys without the adapter name (``...to_q.lora_A.weight``)."""
         if self._merged:
             raise RuntimeError("unmerge before reading adapter weights")
-        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.unet, adapter_name=name).items()}
+        return {
+            k: v.detach().clone() for k, v in get_peft_model_state_dict(self.unet, adapter_name=name).items()
+        }
 
     def load_state_dict(self, name: str, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
         if self._merged:

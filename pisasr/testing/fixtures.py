@@ -50,7 +50,9 @@ def add_official_adapters(unet: nn.Module, rank_pix: int = 4, rank_sem: int = 4)
     return groups
 
 
-def official_checkpoint_dict(unet: nn.Module, groups: dict[str, list[str]], rank_pix: int = 4, rank_sem: int = 4) -> dict:
+def official_checkpoint_dict(
+    unet: nn.Module, groups: dict[str, list[str]], rank_pix: int = 4, rank_sem: int = 4
+) -> dict:
     """What the official ``save_model`` writes: ranks, six module lists, and the LoRA tensors of the UNet."""
     sd = {"lora_rank_unet_pix": rank_pix, "lora_rank_unet_sem": rank_sem}
     for name in ("pix", "sem"):
