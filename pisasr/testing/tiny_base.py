@@ -133,3 +133,44 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random CLIP (vision + text) with processor, for offline tests of zero-shot tagging."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out = Path(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = CLIPConfig(
+            text_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "vocab_size": 514,
+                "bos_token_id": 512,
+                "eos_token_id": 513,
+                "pad_token_id": 513,
+            },
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+            projection_dim=16,
+        )
+        model = CLIPModel(config)
+    model.save_pretrained(out)
+    _byte_tokenizer_files(out / "tokenizer_src")
+    tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer_src", model_max_length=77)
+    shutil.rmtree(out / "tokenizer_src")
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+    )
+    processor.save_pretrained(out)
+    return out

@@ -1,0 +1,1 @@
+"""Training and test data: Real-ESRGAN degradations (kernels per sample, filtering batched), datasets."""
