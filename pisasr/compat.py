@@ -3,33 +3,34 @@
 basicsr 1.4.2 (the current PyPI release) does
 ``from torchvision.transforms.functional_tensor import rgb_to_grayscale`` in ``basicsr/data/degradations.py``;
 torchvision removed that private module in 0.17, so ``import basicsr`` fails on any modern install.
-``import_basicsr()`` registers an alias module that points at the public ``rgb_to_grayscale`` before basicsr is
-imported. Import basicsr only through ``pisasr.compat`` (``from pisasr.compat import basicsr``).
+``install()`` (run by ``import pisasr``) appends an import hook that serves that module name, when no real module
+of that name exists, as an alias exposing the public ``torchvision.transforms.functional.rgb_to_grayscale``.
+Being a hook, it imports nothing up front and works whatever the import order inside the package.
 """
 
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
 import sys
-import types
+
+_ALIASED = "torchvision.transforms.functional_tensor"
 
 
-def _install_functional_tensor_alias() -> None:
-    name = "torchvision.transforms.functional_tensor"
-    if name in sys.modules:
-        return
-    try:
-        import torchvision.transforms.functional_tensor  # noqa: F401  (old torchvision: nothing to do)
+class _FunctionalTensorAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    # Appended after the standard finders: consulted only when the real module is absent.
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname == _ALIASED else None
 
-        return
-    except ImportError:
-        pass
-    from torchvision.transforms import functional
+    def create_module(self, spec):
+        return None
 
-    alias = types.ModuleType(name)
-    alias.rgb_to_grayscale = functional.rgb_to_grayscale
-    sys.modules[name] = alias
+    def exec_module(self, module):
+        from torchvision.transforms.functional import rgb_to_grayscale
+
+        module.rgb_to_grayscale = rgb_to_grayscale
 
 
-_install_functional_tensor_alias()
-
-import basicsr  # noqa: E402
-
-__all__ = ["basicsr"]
+def install() -> None:
+    if not any(isinstance(finder, _FunctionalTensorAlias) for finder in sys.meta_path):
+        sys.meta_path.append(_FunctionalTensorAlias())

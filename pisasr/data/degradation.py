@@ -16,20 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from basicsr.data.degradations import (  # noqa: E402, I001
+from basicsr.data.degradations import (
     circular_lowpass_kernel,
     random_add_gaussian_noise_pt,
     random_add_poisson_noise_pt,
     random_mixed_kernels,
 )
-from basicsr.utils import DiffJPEG  # noqa: E402
-from basicsr.utils.img_process_util import filter2D  # noqa: E402
+from basicsr.utils import DiffJPEG
+from basicsr.utils.img_process_util import filter2D
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pisasr.compat import basicsr  # noqa: F401  (makes basicsr importable)
-from pisasr.data.rng import numpy_seeded, torch_seeded  # noqa: E402
-from pisasr.errors import ConfigError  # noqa: E402
+from pisasr.data.rng import numpy_seeded, torch_seeded
+from pisasr.errors import ConfigError
 
 KERNELS = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 KERNEL_PROB = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]
