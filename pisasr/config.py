@@ -132,7 +132,8 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None
     log_every: int = 10
     validation_steps: int = 500
-    lpips_pretrained: bool = True
+    # LPIPS on VGG16 with ImageNet weights (downloaded by torchvision once); false: random VGG, smoke runs only.
+    lpips_vgg_pretrained: bool = True
     csd: CSDConfig = field(default_factory=CSDConfig)
 
 

@@ -1,0 +1,29 @@
+"""``accelerate launch scripts/train.py --config configs/<name>.yaml [key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pisasr.cli import quiet_libraries, run_cli
+from pisasr.config import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train PiSA-SR's pix and sem LoRA adapters.")
+    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/train_sd_turbo.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value, e.g. train.max_steps=100 train.resume_from_checkpoint=latest"
+    )
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    quiet_libraries()
+    from pisasr.training.loop import run_training
+
+    final = run_training(cfg)
+    print(f"adapters: {final}", file=sys.stderr)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run_cli(main))

@@ -1,0 +1,100 @@
+"""What one training step computes, for either stage, independent of processes and checkpoints.
+
+``pix`` stage: ``z_H = z_L - eps_pix`` and ``lambda_l2 * MSE(decode(z_H), x_HR)``; no LPIPS, no CSD, and the
+teacher is never run. ``sem`` stage: ``z_H = z_L - eps_full`` and ``lambda_l2 * L2 + lambda_lpips * LPIPS +
+lambda_csd * CSD``. Images are in [-1, 1]. All randomness (prompt dropping, the VAE posterior sample, CSD's t and
+noise) comes from the generator passed in, so a step is a pure function of weights, batch and seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pisasr.losses.csd import CSDLoss
+from pisasr.model.base import FrozenBase, encode_prompts
+from pisasr.model.dual_lora import DualLoRA
+
+
+@dataclass
+class LossWeights:
+    l2: float = 1.0
+    lpips: float = 2.0
+    csd: float = 1.0
+
+
+class PiSATrainModel:
+    def __init__(
+        self,
+        base: FrozenBase,
+        dual: DualLoRA,
+        lpips: torch.nn.Module | None,
+        csd: CSDLoss | None,
+        weights: LossWeights,
+        negative_prompt: str,
+        positive_suffix: str = "",
+        null_text_ratio: float = 0.5,
+        vae_sample: bool = True,
+        timestep: int = 1,
+    ):
+        self.base, self.dual, self.lpips, self.csd, self.weights = base, dual, lpips, csd, weights
+        self.positive_suffix, self.null_text_ratio = positive_suffix, null_text_ratio
+        self.vae_sample, self.timestep = vae_sample, timestep
+        self._cache: dict[str, torch.Tensor] = {}
+        self.negative_prompt = negative_prompt
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.unet.device
+
+    def embed(self, prompts: list[str]) -> torch.Tensor:
+        """Text embeddings, cached per distinct prompt (the empty and negative prompts recur every step)."""
+        missing = sorted({p for p in prompts if p not in self._cache})
+        if missing:
+            enc = self.base.text_encoder
+            embeddings = encode_prompts(self.base.tokenizer, enc, missing)
+            for prompt, emb in zip(missing, embeddings):
+                self._cache[prompt] = emb
+        return torch.stack([self._cache[p] for p in prompts]).to(self.device)
+
+    def generator_prompts(self, prompts: list[str], generator: torch.Generator) -> list[str]:
+        drop = torch.rand(len(prompts), generator=generator) < self.null_text_ratio
+        return ["" if d else p for p, d in zip(prompts, drop.tolist())]
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        vae = self.base.vae
+        with torch.no_grad():
+            dist = vae.encode(x.to(vae.dtype)).latent_dist
+            if self.vae_sample:
+                noise = torch.randn(dist.mean.shape, generator=generator).to(
+                    dist.mean.device, dist.mean.dtype
+                )
+                z = dist.mean + dist.std * noise
+            else:
+                z = dist.mode()
+        return z * vae.config.scaling_factor
+
+    def losses(
+        self, stage: str, lq: torch.Tensor, gt: torch.Tensor, prompts: list[str], generator: torch.Generator
+    ) -> dict:
+        """lq (model input, upsampled) and gt in [-1, 1], [B, 3, H, W]. Returns the total loss and its parts."""
+        vae, unet = self.base.vae, self.base.unet
+        z_lr = self.encode(lq, generator)
+        cond = self.embed(self.generator_prompts(prompts, generator))
+        t = torch.full((z_lr.shape[0],), self.timestep, device=z_lr.device, dtype=torch.long)
+        eps = unet(z_lr.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample
+        z_hr = z_lr - eps.float()
+        pred = vae.decode((z_hr / vae.config.scaling_factor).to(vae.dtype)).sample.float()
+        out = {"l2": F.mse_loss(pred, gt.float())}
+        total = self.weights.l2 * out["l2"]
+        if stage == "sem":
+            out["lpips"] = self.lpips(pred, gt.float()).mean()
+            positive = self.embed([p + self.positive_suffix for p in prompts])
+            negative = self.embed([self.negative_prompt] * len(prompts))
+            out["csd"] = self.csd(z_hr, positive, negative, generator)
+            total = total + self.weights.lpips * out["lpips"] + self.weights.csd * out["csd"]
+        out["loss"] = total
+        out["pred"] = pred.detach()
+        return out
