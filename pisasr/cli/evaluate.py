@@ -1,0 +1,45 @@
+"""``python scripts/evaluate.py --sr DIR [--gt DIR] [--metrics psnr ssim lpips ...] [--out results.json]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pisasr.cli import quiet_libraries, run_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pisasr.metrics import NO_REFERENCE, PAPER_METRICS
+
+    p = argparse.ArgumentParser(description="Score SR images with pyiqa metrics (paper protocol).")
+    p.add_argument("--sr", required=True, help="folder of SR images")
+    p.add_argument(
+        "--gt", help="folder of GT images (matched by file name); without it, no-reference metrics only"
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        help=f"pyiqa names (default: {' '.join(PAPER_METRICS)}; without --gt: {' '.join(NO_REFERENCE)})",
+    )
+    p.add_argument(
+        "--out", default="results.json", help="JSON of means (a per-image CSV is written beside it)"
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch_size", type=int, default=8)
+    args = p.parse_args(argv)
+    quiet_libraries()
+    from pisasr.devices import resolve_device
+    from pisasr.metrics import evaluate, markdown_table, write_reports
+
+    result = evaluate(args.sr, args.gt, args.metrics, resolve_device(args.device), args.batch_size)
+    metrics = list(result.means) + list(result.unavailable)
+    print(markdown_table({args.sr: {m: result.means.get(m) for m in metrics}}, metrics))
+    for name, reason in result.unavailable.items():
+        print(f"unavailable: {name}: {reason}", file=sys.stderr)
+    out_json, out_csv = write_reports(result, args.out, metrics)
+    print(f"wrote {out_json} and {out_csv}", file=sys.stderr)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run_cli(main))

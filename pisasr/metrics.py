@@ -1,0 +1,183 @@
+"""Image-quality metrics through pyiqa, folder against folder, with the paper's protocol.
+
+PSNR and SSIM are computed on the Y channel of YCbCr without border crop (pyiqa ``test_y_channel=True,
+color_space='ycbcr'``), as in the PiSA-SR / OSEDiff evaluations. A metric whose weights cannot be obtained (an
+offline machine) is reported as unavailable, with where its weights belong, and the others are still computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pisasr.errors import ConfigError
+from pisasr.image_io import list_inputs, read_image
+
+PAPER_METRICS = ("psnr", "ssim", "lpips", "dists", "fid", "niqe", "musiq", "maniqa-pipal", "clipiqa")
+NO_REFERENCE = ("niqe", "musiq", "maniqa-pipal", "clipiqa")
+METRIC_KWARGS = {
+    "psnr": {"test_y_channel": True, "color_space": "ycbcr"},
+    "ssim": {"test_y_channel": True, "color_space": "ycbcr"},
+}
+LOWER_IS_BETTER = {"lpips", "dists", "fid", "niqe"}
+
+
+@dataclass
+class EvalResult:
+    means: dict[str, float] = field(default_factory=dict)
+    per_image: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {name: self.means.get(name) for name in list(self.means) + list(self.unavailable)}
+        if self.unavailable:
+            out["_unavailable"] = dict(self.unavailable)
+        return out
+
+
+def is_no_reference(name: str) -> bool:
+    if name in NO_REFERENCE:
+        return True
+    import pyiqa
+
+    return name != "fid" and name in pyiqa.list_models(metric_mode="NR")
+
+
+def weights_dir() -> str:
+    from pyiqa.utils.download_util import DEFAULT_CACHE_DIR
+
+    return DEFAULT_CACHE_DIR
+
+
+def match_pairs(sr_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path, Path]]:
+    """(name, sr, gt) matched by file stem; unmatched names or differing sizes are one error listing them."""
+    sr = {p.stem: p for p in list_inputs(sr_dir)}
+    gt = {p.stem: p for p in list_inputs(gt_dir)}
+    only_sr, only_gt = sorted(set(sr) - set(gt)), sorted(set(gt) - set(sr))
+    if only_sr or only_gt:
+        parts = ([f"no GT for {', '.join(only_sr[:5])}"] if only_sr else []) + (
+            [f"no SR for {', '.join(only_gt[:5])}"] if only_gt else []
+        )
+        raise ConfigError(f"SR {sr_dir} and GT {gt_dir} do not match: " + "; ".join(parts))
+    mismatched = []
+    for name in sorted(sr):
+        with Image.open(sr[name]) as a, Image.open(gt[name]) as b:
+            if a.size != b.size:
+                mismatched.append(f"{name} ({a.size[0]}x{a.size[1]} vs {b.size[0]}x{b.size[1]})")
+    if mismatched:
+        raise ConfigError(
+            f"SR and GT sizes differ for {len(mismatched)} image(s): {', '.join(mismatched[:5])}"
+        )
+    return [(name, sr[name], gt[name]) for name in sorted(sr)]
+
+
+def _create(name: str, device: torch.device):
+    import pyiqa
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pyiqa prints its download attempts
+        return pyiqa.create_metric(name, device=device, **METRIC_KWARGS.get(name, {}))
+
+
+def _batches(items: list, batch_size: int):
+    """Group images of equal size into batches (test sets mix sizes)."""
+    by_size = defaultdict(list)
+    for item in items:
+        by_size[item[1].shape[-2:]].append(item)
+    for group in by_size.values():
+        for i in range(0, len(group), batch_size):
+            yield group[i : i + batch_size]
+
+
+def evaluate(
+    sr_dir: str | Path,
+    gt_dir: str | Path | None = None,
+    metrics: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    progress: bool = True,
+) -> EvalResult:
+    metrics = list(metrics or (PAPER_METRICS if gt_dir else NO_REFERENCE))
+    needs_gt = [m for m in metrics if not is_no_reference(m)]
+    if needs_gt and gt_dir is None:
+        raise ConfigError(f"metric(s) {', '.join(needs_gt)} need a GT folder (--gt)")
+    device = torch.device(device)
+    if gt_dir is not None:
+        pairs = match_pairs(sr_dir, gt_dir)
+    else:
+        pairs = [(p.stem, p, None) for p in list_inputs(sr_dir)]
+    result = EvalResult()
+    loaded = [(name, read_image(sr).rgb, read_image(gt).rgb if gt else None) for name, sr, gt in pairs]
+    for name in metrics:
+        try:
+            model = _create(name, device)
+        except Exception as exc:  # download failures come as URLError, OSError, hub errors...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            result.unavailable[name] = (
+                f"weights could not be obtained ({type(exc).__name__}: {reason[:120]}); place them in {weights_dir()} (or the Hugging Face cache)"
+            )
+            continue
+        if name == "fid":
+            result.means[name] = float(model(str(sr_dir), str(gt_dir)))
+            continue
+        values = {}
+        with torch.no_grad():
+            bar = tqdm(total=len(loaded), desc=name, unit="img", disable=not progress, file=sys.stderr)
+            for batch in _batches(loaded, batch_size):
+                sr = torch.stack([b[1] for b in batch]).to(device)
+                scores = (
+                    model(sr)
+                    if is_no_reference(name)
+                    else model(sr, torch.stack([b[2] for b in batch]).to(device))
+                )
+                for (image_name, _, _), score in zip(batch, scores.reshape(-1).tolist()):
+                    values[image_name] = score
+                bar.update(len(batch))
+            bar.close()
+        for image_name, value in values.items():
+            result.per_image[image_name][name] = value
+        result.means[name] = sum(values.values()) / len(values)
+    return result
+
+
+def markdown_table(rows: dict[str, dict[str, float | None]], metrics: list[str]) -> str:
+    """Rows (method -> metric -> value) as a markdown table; arrows say which direction is better."""
+    head = "| method | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in metrics) + " |"
+    lines = [head, "|" + " --- |" * (len(metrics) + 1)]
+    for method, values in rows.items():
+        cells = []
+        for m in metrics:
+            v = values.get(m)
+            cells.append("n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(result: EvalResult, out_json: str | Path, metrics: list[str]) -> tuple[Path, Path]:
+    """``results.json`` (means, null when unavailable) and ``results.csv`` (per image) side by side."""
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_json.with_name(f".{out_json.name}")
+    tmp.write_text(json.dumps(result.to_json(), indent=2))
+    os.replace(tmp, out_json)
+    per_image_metrics = [m for m in metrics if any(m in v for v in result.per_image.values())]
+    out_csv = out_json.with_suffix(".csv")
+    with open(out_csv, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", *per_image_metrics])
+        for image_name in sorted(result.per_image):
+            writer.writerow(
+                [image_name, *(result.per_image[image_name].get(m, "") for m in per_image_metrics)]
+            )
+    return out_json, out_csv

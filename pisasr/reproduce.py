@@ -1,0 +1,119 @@
+"""Reproducing the paper's tables: inference + evaluation on the StableSR test-set layout.
+
+Each test set is a folder under ``data_root`` holding an LR and an HR folder (``LR``/``HR`` as written by
+``preprocess/make_test_pairs.py``, or the StableSR names ``test_LR``/``test_HR``, or ``lq``/``gt``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pisasr.batch import run_batch
+from pisasr.errors import ConfigError
+from pisasr.image_io import list_inputs, read_image, save_image
+from pisasr.metrics import evaluate
+
+DEFAULT_SETS = ("RealSR", "DRealSR", "DIV2K-Val")
+LR_NAMES, HR_NAMES = ("LR", "test_LR", "lq"), ("HR", "test_HR", "gt")
+PUBLISHED = Path(__file__).parent / "resources" / "published_results.yaml"
+
+
+def locate_set(data_root: str | Path, name: str) -> tuple[Path, Path]:
+    root = Path(data_root) / name
+    lr = next((root / n for n in LR_NAMES if (root / n).is_dir()), None)
+    hr = next((root / n for n in HR_NAMES if (root / n).is_dir()), None)
+    if lr is None or hr is None:
+        raise ConfigError(
+            f"test set {root} needs an LR folder ({'/'.join(LR_NAMES)}) and an HR folder ({'/'.join(HR_NAMES)})"
+        )
+    return lr, hr
+
+
+def published(path: Path = PUBLISHED) -> dict[str, dict]:
+    return yaml.safe_load(path.read_text())["methods"]
+
+
+def run_set(pipe, lr_dir: Path, out_dir: Path, skip_existing: bool = True) -> Path:
+    summary = run_batch(
+        pipe,
+        list_inputs(lr_dir),
+        out_dir,
+        [(pipe.options.lambda_pix, pipe.options.lambda_sem)],
+        skip_existing=skip_existing,
+    )
+    if summary.failures:
+        raise ConfigError(f"{len(summary.failures)} test image(s) failed, e.g. {summary.failures[0][1]}")
+    return out_dir
+
+
+def run_grid(
+    pipe, lr_dir: Path, out_root: Path, pairs: list[tuple[float, float]]
+) -> dict[tuple[float, float], Path]:
+    """All pairs per image in one call (the UNet passes run once); one folder per pair."""
+    folders = {pair: out_root / f"pix{pair[0]:g}_sem{pair[1]:g}" for pair in pairs}
+    for path in list_inputs(lr_dir):
+        image = read_image(path)
+        for pair, result in pipe.restore(image, pairs).items():
+            save_image(result, folders[pair] / f"{path.stem}.png", image.bit_depth)
+    return folders
+
+
+def comparison_rows(
+    ours: dict[str, float | None], set_name: str, extra: dict[str, dict], metrics: list[str]
+) -> dict[str, dict]:
+    """Table rows: ours, the published numbers (n/a where none), ours minus published, then extra methods."""
+    rows = {"pisasr (ours)": ours}
+    for method, entry in published().items():
+        values = (entry.get("results") or {}).get(set_name, {})
+        rows[f"{method} (paper)"] = {m: values.get(m) for m in metrics}
+    paper = rows.get("PiSA-SR (paper)", {})
+    rows["ours - paper"] = {
+        m: (ours[m] - paper[m]) if ours.get(m) is not None and paper.get(m) is not None else None
+        for m in metrics
+    }
+    rows.update(extra)
+    return rows
+
+
+def tradeoff_plot(
+    points: dict[tuple[float, float], dict[str, float]], x: str, y: str, out: Path, title: str
+) -> Path:
+    """The fidelity-perception curve of a lambda grid: one line per lambda_pix, labelled points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for lambda_pix in sorted({p for p, _ in points}):
+        row = sorted(
+            (s, v)
+            for (p, s), v in points.items()
+            if p == lambda_pix and v.get(x) is not None and v.get(y) is not None
+        )
+        if not row:
+            continue
+        ax.plot(
+            [v[x] for _, v in row], [v[y] for _, v in row], marker="o", label=f"lambda_pix={lambda_pix:g}"
+        )
+        for s, v in row:
+            ax.annotate(f"sem {s:g}", (v[x], v[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def evaluate_grid(folders, hr_dir, metrics, device) -> dict[tuple[float, float], dict[str, float]]:
+    points = {}
+    for pair, folder in folders.items():
+        result = evaluate(folder, hr_dir, metrics, device, progress=False)
+        points[pair] = {m: result.means.get(m) for m in metrics}
+    return points
