@@ -69,6 +69,7 @@ class InferenceConfig:
     prompt: str = ""
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "fp32"  # fp32 | fp16 | bf16
+    channels_last: bool = False  # NHWC memory format for UNet and VAE (can be faster for convolutions)
 
 
 @dataclass

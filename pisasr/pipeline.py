@@ -91,6 +91,8 @@ class Pipeline:
             module.to(device)
             if dtype != module.dtype:
                 module.to(dtype)
+            if options.channels_last:
+                module.to(memory_format=torch.channels_last)
         self.vae.enable_tiling()
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.set_vae_tile(options.vae_tile)
