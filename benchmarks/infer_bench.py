@@ -48,7 +48,9 @@ def count_flops(fn) -> int:
 
 def image(size: int) -> LoadedImage:
     g = torch.Generator().manual_seed(0)
-    rgb = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=(size, size), mode="bicubic")
+    rgb = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 16, 16, generator=g), size=(size, size), mode="bicubic"
+    )
     return LoadedImage(rgb=rgb[0].clamp(0, 1), alpha=None, grayscale=False, bit_depth=8)
 
 
@@ -75,13 +77,24 @@ def suite_single(args) -> None:
     seconds = median_time(run, args.repeats, args.warmup)
     flops = count_flops(run)
     bound = flops / (peak * 1e9)
-    record(args, {
-        "suite": "single", "pair": list(pair), "dtype": args.dtype, "channels_last": args.channels_last,
-        "out_size": args.out_size, "load_s": round(load_s, 2), "seconds": round(seconds, 2),
-        "gflop": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
-        "achieved_gflops": round(flops / seconds / 1e9, 1), "flop_bound_s": round(bound, 2),
-        "vs_flop_bound": round(seconds / bound, 2), "peak_mem_gb": round(peak_memory_gb(pipe.device), 2),
-    })
+    record(
+        args,
+        {
+            "suite": "single",
+            "pair": list(pair),
+            "dtype": args.dtype,
+            "channels_last": args.channels_last,
+            "out_size": args.out_size,
+            "load_s": round(load_s, 2),
+            "seconds": round(seconds, 2),
+            "gflop": round(flops / 1e9, 1),
+            "matmul_peak_gflops": round(peak, 1),
+            "achieved_gflops": round(flops / seconds / 1e9, 1),
+            "flop_bound_s": round(bound, 2),
+            "vs_flop_bound": round(seconds / bound, 2),
+            "peak_mem_gb": round(peak_memory_gb(pipe.device), 2),
+        },
+    )
 
 
 def suite_sweep(args) -> None:
@@ -90,11 +103,18 @@ def suite_sweep(args) -> None:
     pairs = [(p, s) for p in (0.5, 1.0, 1.5) for s in (0.5, 1.0, 1.5)]
     sweep = median_time(lambda: pipe.restore(lr, pairs), args.repeats, args.warmup)
     separate = median_time(lambda: [pipe.restore(lr, [(1.0, 1.0)]) for _ in pairs], args.repeats, 0)
-    record(args, {
-        "suite": "sweep", "out_size": args.out_size, "load_s": round(load_s, 2), "sweep_3x3_s": round(sweep, 2),
-        "nine_default_runs_s": round(separate, 2), "speedup": round(separate / sweep, 2),
-        "peak_mem_gb": round(peak_memory_gb(pipe.device), 2),
-    })
+    record(
+        args,
+        {
+            "suite": "sweep",
+            "out_size": args.out_size,
+            "load_s": round(load_s, 2),
+            "sweep_3x3_s": round(sweep, 2),
+            "nine_default_runs_s": round(separate, 2),
+            "speedup": round(separate / sweep, 2),
+            "peak_mem_gb": round(peak_memory_gb(pipe.device), 2),
+        },
+    )
 
 
 def suite_large(args) -> None:
@@ -103,11 +123,19 @@ def suite_large(args) -> None:
     start = time.perf_counter()
     out = pipe.restore(lr, [(1.0, 1.0)])[(1.0, 1.0)]
     seconds = time.perf_counter() - start
-    record(args, {
-        "suite": "large", "out_size": args.out_size, "shape": list(out.shape), "load_s": round(load_s, 2),
-        "seconds": round(seconds, 1), "latent_tile": pipe.options.latent_tile, "vae_tile": pipe.options.vae_tile,
-        "peak_mem_gb": round(peak_memory_gb(pipe.device), 2),
-    })
+    record(
+        args,
+        {
+            "suite": "large",
+            "out_size": args.out_size,
+            "shape": list(out.shape),
+            "load_s": round(load_s, 2),
+            "seconds": round(seconds, 1),
+            "latent_tile": pipe.options.latent_tile,
+            "vae_tile": pipe.options.vae_tile,
+            "peak_mem_gb": round(peak_memory_gb(pipe.device), 2),
+        },
+    )
 
 
 def main() -> None:

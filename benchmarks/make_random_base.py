@@ -65,9 +65,13 @@ def make_random_base(out_dir: str | Path, seed: int = 0) -> Path:
         )
     ).save_pretrained(out / "text_encoder")
     _byte_tokenizer_files(out / "tokenizer_src")
-    CLIPTokenizer.from_pretrained(out / "tokenizer_src", model_max_length=77).save_pretrained(out / "tokenizer")
+    CLIPTokenizer.from_pretrained(out / "tokenizer_src", model_max_length=77).save_pretrained(
+        out / "tokenizer"
+    )
     shutil.rmtree(out / "tokenizer_src")
-    DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1).save_pretrained(out / "scheduler")
+    DDPMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1
+    ).save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return out
 

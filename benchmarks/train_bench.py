@@ -66,8 +66,13 @@ def main() -> None:
 
     seconds = median_time(step, args.repeats, args.warmup)
     row = {
-        "machine": machine(), "suite": "train_step", "stage": args.stage, "crop": args.crop, "batch": 1,
-        "gradient_checkpointing": args.gradient_checkpointing, "seconds_per_step": round(seconds, 2),
+        "machine": machine(),
+        "suite": "train_step",
+        "stage": args.stage,
+        "crop": args.crop,
+        "batch": 1,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "seconds_per_step": round(seconds, 2),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }
     print(json.dumps(row))

@@ -112,12 +112,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
                 loaded = _read_sixteen_bit(path, orientation)
                 if loaded is not None:
                     return loaded
-            img = ImageOps.exif_transpose(img)
-            if img.mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif img.mode not in ("L", "LA", "RGB", "RGBA"):
-                img = img.convert("RGB")
-            return _split(np.asarray(img), 255.0, 8, path)
+            return from_pil(img, path)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -126,14 +121,14 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         ) from None
 
 
-def from_pil(img: Image.Image) -> LoadedImage:
-    """In-memory PIL image (Python API) -> LoadedImage; 8-bit only."""
+def from_pil(img: Image.Image, path: Path | None = None) -> LoadedImage:
+    """8-bit PIL image -> LoadedImage: EXIF orientation applied, palette and other modes to L/LA/RGB/RGBA."""
     img = ImageOps.exif_transpose(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGB")
-    return _split(np.asarray(img), 255.0, 8, None)
+    return _split(np.asarray(img), 255.0, 8, path)
 
 
 def assemble(rgb: torch.Tensor, alpha: torch.Tensor | None, grayscale: bool) -> torch.Tensor:

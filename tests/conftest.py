@@ -41,6 +41,16 @@ def pipe(tiny_base, trained_checkpoint):
     return Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu")
 
 
+def accelerate_launch(num_processes: int, port: int) -> list[str]:
+    """Command prefix for a real multi-process run; on a machine without GPUs the processes use gloo on the CPU."""
+    import sys
+
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+    ]  # fmt: skip
+
+
 def image_file(path, size=(40, 32), mode="RGB", seed=0):
     """A smooth random test image on disk (PNG unless the suffix says otherwise)."""
     import numpy as np

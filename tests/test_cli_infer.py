@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import image_file
+from conftest import accelerate_launch, image_file
 from PIL import Image
 
 from pisasr.cli import run_cli
@@ -172,20 +172,7 @@ def test_two_processes_split_the_inputs(tiny_base, trained_checkpoint, tmp_path)
     out = tmp_path / "out"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "29517",
+            *accelerate_launch(2, 29517),
             "scripts/infer.py",
             "-i",
             str(src),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import accelerate_launch
 
 from pisasr.model.checkpoint import load_checkpoint
 
@@ -28,17 +29,9 @@ def _train_args(base, out, *extra):
     ]
 
 
-def _run(args, launcher=(), timeout=300, **kwargs):
+def _run(args, launcher=(sys.executable,), timeout=300):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, *launcher, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        **kwargs,
-    )
+    return subprocess.run([*launcher, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def _states(path):
@@ -109,21 +102,7 @@ def test_two_processes_sync_sem_and_keep_pix_frozen(tiny_base, tmp_path):
             "train.checkpointing_steps=1",
             "train.checkpoints_total_limit=null",
         ),
-        launcher=(
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "29523",
-        ),
+        launcher=accelerate_launch(2, 29523),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     import json
