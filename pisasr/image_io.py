@@ -82,6 +82,15 @@ def _split(array: np.ndarray, max_value: float, bit_depth: int, path: Path) -> L
     return LoadedImage(rgb=rgb, alpha=alpha, grayscale=grayscale, bit_depth=bit_depth, path=path)
 
 
+def _more_than_eight_bits(img: Image.Image) -> bool:
+    """PIL opens 16-bit colour PNG/TIFF as 8-bit "RGB"; the raw mode of the undecoded tile tells the truth."""
+    if img.mode.startswith("I"):
+        return True
+    args = img.tile[0].args if img.tile else ""
+    rawmode = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
+    return "16" in rawmode
+
+
 def _read_sixteen_bit(path: Path, orientation: int) -> LoadedImage | None:
     """PIL truncates 16-bit colour PNG/TIFF to 8 bits; OpenCV reads them exactly."""
     import cv2
@@ -106,9 +115,10 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as img:
+            deep = _more_than_eight_bits(img)
             img.load()
             orientation = img.getexif().get(0x0112, 1)
-            if path.suffix.lower() in _SIXTEEN_BIT_SUFFIXES:  # the 8-bit common case costs a second decode
+            if deep and path.suffix.lower() in _SIXTEEN_BIT_SUFFIXES:
                 loaded = _read_sixteen_bit(path, orientation)
                 if loaded is not None:
                     return loaded

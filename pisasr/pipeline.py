@@ -25,11 +25,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from pisasr.color import apply_color_fix
 from pisasr.config import InferenceConfig, PiSAConfig, validate
 from pisasr.devices import resolve_device, resolve_dtype
+from pisasr.errors import ConfigError
 from pisasr.image_io import LoadedImage, assemble, from_pil, read_image, to_pil
 from pisasr.model.base import FrozenBase, encode_prompts, ensure_tiny_base, load_base
 from pisasr.model.checkpoint import load_checkpoint
@@ -125,14 +127,14 @@ class Pipeline:
 
         ``options`` are ``InferenceConfig`` fields (``color_fix``, ``dtype``, ``latent_tile``, ...).
         """
-        cfg = OmegaConf.structured(PiSAConfig)
-        cfg = OmegaConf.merge(
-            cfg,
-            {
-                "model": {"base": str(base), "weights": str(weights) if weights else None},
-                "inference": options,
-            },
-        )
+        layer = {
+            "model": {"base": str(base), "weights": str(weights) if weights else None},
+            "inference": options,
+        }
+        try:
+            cfg = OmegaConf.merge(OmegaConf.structured(PiSAConfig), layer)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"Pipeline option: {str(exc).splitlines()[0]}") from None
         return cls.from_config(cfg)
 
     def set_vae_tile(self, pixels: int) -> None:

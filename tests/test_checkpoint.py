@@ -128,3 +128,21 @@ def test_missing_weights(tmp_path):
         load_checkpoint(tmp_path / "nothing")
     with pytest.raises(ModelLoadError, match="has no pisasr_adapters.safetensors"):
         load_checkpoint(tmp_path)
+
+
+def test_official_pkl_and_converted_checkpoint_give_identical_images(tiny_base, official_pkl, tmp_path):
+    from pisasr.image_io import LoadedImage
+    from pisasr.pipeline import Pipeline
+
+    path, _ = official_pkl
+    converted = convert_official(path, tmp_path / "converted")
+    image = LoadedImage(
+        rgb=torch.rand(3, 24, 20, generator=torch.Generator().manual_seed(0)),
+        alpha=None,
+        grayscale=False,
+        bit_depth=8,
+    )
+    pairs = [(1.0, 1.0), (0.6, 1.4)]
+    a = Pipeline.from_pretrained(tiny_base, path, device="cpu", process_size=64).restore(image, pairs)
+    b = Pipeline.from_pretrained(tiny_base, converted, device="cpu", process_size=64).restore(image, pairs)
+    assert all(torch.equal(a[p], b[p]) for p in pairs)

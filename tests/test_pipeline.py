@@ -125,3 +125,10 @@ def test_bf16_runs(tiny_base, trained_checkpoint):
     pipe = Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu", dtype="bf16")
     out = pipe.restore(_image(seed=6))[(1.0, 1.0)]
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_unknown_option_is_a_config_error(tiny_base):
+    from pisasr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="colour_fix"):
+        Pipeline.from_pretrained(tiny_base, colour_fix="adain")

@@ -31,7 +31,9 @@ def _train_args(base, out, *extra):
 
 def _run(args, launcher=(sys.executable,), timeout=300):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([*launcher, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [*launcher, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def _states(path):
@@ -188,3 +190,29 @@ def test_start_up_errors_are_one_line(tiny_base, tmp_path, override, message):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_validation_mixed_precision_and_accumulation(tiny_base, tmp_path):
+    """bf16 autocast with fp32 adapters, 2-step gradient accumulation, validation images and scalars logged."""
+    from conftest import image_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from pisasr.cli.preprocess import make_test_pairs_main
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    image_file(hr / "v.png", (80, 80))
+    assert make_test_pairs_main([str(hr), str(tmp_path / "val"), "--crop", "64"]) == 0
+    out = tmp_path / "run"
+    done = _run(_train_args(
+        tiny_base, out, "train.pix_steps=1", "train.max_steps=2", "train.mixed_precision=bf16",
+        "train.gradient_accumulation_steps=2", "train.validation_steps=1",
+        f"data.val_lr_dir={tmp_path / 'val' / 'LR'}", f"data.val_hr_dir={tmp_path / 'val' / 'HR'}",
+    ))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(t.dtype == torch.float32 for s in _states(out / "final").values() for t in s.values())
+    events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/l2", "loss/csd", "lr", "step_time", "images_per_s", "val/psnr", "val/lpips"} <= scalars
+    assert any(tag.startswith("val/") for tag in events.Tags()["images"])

@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if o.device == "auto" and state.num_processes > 1:
         cfg.inference.device = str(state.device)
     pipe = Pipeline.from_config(cfg)
+    if not cfg.model.weights and state.is_main_process:
+        print(
+            "note: no --weights given: the adapters are untrained, so this is the base model's output",
+            file=sys.stderr,
+        )
     if state.is_main_process:
         weights = cfg.model.weights
         write_run_record(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from peft import LoraConfig
 from torch import nn
@@ -41,12 +43,14 @@ def add_official_adapters(unet: nn.Module, rank_pix: int = 4, rank_sem: int = 4)
     """Six PEFT adapters ``default_{encoder,decoder,others}_{pix,sem}`` as the official code adds them."""
     groups = official_module_groups(unet)
     unet.requires_grad_(False)
-    for name, rank in (("pix", rank_pix), ("sem", rank_sem)):
-        for part, modules in groups.items():
-            unet.add_adapter(
-                LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=modules),
-                adapter_name=f"default_{part}_{name}",
-            )
+    with warnings.catch_warnings():  # PEFT warns on every adapter after the first
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for name, rank in (("pix", rank_pix), ("sem", rank_sem)):
+            for part, modules in groups.items():
+                unet.add_adapter(
+                    LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=modules),
+                    adapter_name=f"default_{part}_{name}",
+                )
     return groups
 
 
