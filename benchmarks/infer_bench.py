@@ -119,7 +119,7 @@ def suite_sweep(args) -> None:
 
 def suite_large(args) -> None:
     lr = image(args.out_size // 4)
-    pipe, load_s = load(args)
+    pipe, load_s = load(args, dtype=args.dtype, vae_tile=args.vae_tile)
     start = time.perf_counter()
     out = pipe.restore(lr, [(1.0, 1.0)])[(1.0, 1.0)]
     seconds = time.perf_counter() - start
@@ -146,6 +146,7 @@ def main() -> None:
     p.add_argument("--pair", default="1,1", help="lambda_pix,lambda_sem (suite single)")
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--vae_tile", type=int, default=1024, help="VAE tile in pixels (suite large)")
     p.add_argument("--out_size", type=int, default=512)
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=3)

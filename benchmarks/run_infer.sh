@@ -9,4 +9,4 @@ $PY -m benchmarks.infer_bench --suite single --pair 1,1 --dtype bf16
 $PY -m benchmarks.infer_bench --suite single --pair 1,1 --channels_last
 $PY -m benchmarks.infer_bench --suite sweep --repeats 1 --warmup 1
 $PY -m benchmarks.infer_bench --suite large --out_size 2048
-$PY -m benchmarks.infer_bench --suite large --out_size 4096
+$PY -m benchmarks.infer_bench --suite large --out_size 4096 --dtype bf16  # fp32 takes about an hour on 2 cores
