@@ -128,6 +128,7 @@ def suite_large(args) -> None:
         {
             "suite": "large",
             "out_size": args.out_size,
+            "dtype": args.dtype,
             "shape": list(out.shape),
             "load_s": round(load_s, 2),
             "seconds": round(seconds, 1),
