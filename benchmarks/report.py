@@ -49,10 +49,11 @@ def main() -> None:
     if large:
         print(
             table(
-                ["output", "latent tile", "VAE tile", "s", "peak RSS GB"],
+                ["output", "dtype", "latent tile", "VAE tile", "s", "peak RSS GB"],
                 [
                     [
                         f"{r['out_size']}x{r['out_size']}",
+                        r["dtype"],
                         r["latent_tile"],
                         r["vae_tile"],
                         r["seconds"],
