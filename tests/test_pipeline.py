@@ -100,7 +100,7 @@ def test_vae_sample_is_seeded(tiny_base, trained_checkpoint):
     assert not torch.equal(one, a.restore(image)[(1.0, 1.0)])
 
 
-@pytest.mark.parametrize("size", [(37, 53), (130, 129), (8, 200)])
+@pytest.mark.parametrize("size", [(37, 53), (130, 129), (12, 40)])
 def test_odd_sizes_give_upscale_times_the_input(pipe, size):
     out = pipe.restore(_image(*size))[(1.0, 1.0)]
     assert out.shape == (3, size[0] * 4, size[1] * 4)
