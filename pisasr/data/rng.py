@@ -30,7 +30,10 @@ def numpy_seeded(rng: np.random.Generator) -> Iterator[None]:
 @contextmanager
 def torch_seeded(generator: torch.Generator, device: torch.device) -> Iterator[None]:
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type if device.type != "cpu" else "cuda"):
+    if device.type == "cpu":
+        fork = torch.random.fork_rng(devices=[])
+    else:  # also fork the accelerator's generator, which the device-side noise draws from
+        fork = torch.random.fork_rng(devices=[device], device_type=device.type)
+    with fork:
         torch.manual_seed(seed)
         yield
