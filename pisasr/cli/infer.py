@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     from pisasr.batch import check_unique_stems, check_writable, package_versions, run_batch, write_run_record
+    from pisasr.devices import resolve_device
     from pisasr.image_io import list_inputs
     from pisasr.model.checkpoint import file_sha256, resolve_weights_file
     from pisasr.pipeline import Pipeline
@@ -114,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [(p, s) for p in axes[0] for s in axes[1]]
     else:
         axes, pairs = None, [(float(o.lambda_pix), float(o.lambda_sem))]
-
-    from pisasr.devices import resolve_device
 
     # On a machine without an accelerator, `accelerate launch --multi_gpu` processes join a gloo (CPU) group only
     # when asked for the CPU explicitly.
