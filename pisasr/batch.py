@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pisasr.errors import PiSAError
+from pisasr.fileio import atomic_write, atomic_write_text
 from pisasr.image_io import read_image, save_image
 from pisasr.pipeline import Pipeline
 from pisasr.sweep import contact_sheet, sweep_name
@@ -93,9 +94,7 @@ def run_batch(
                 for (p, s), target in zip(pairs, targets):
                     save_image(results[(p, s)], target, image.bit_depth)
                 sheet = contact_sheet(results, *sweep_axes)
-                tmp = targets[-1].with_name(f".{targets[-1].name}")
-                sheet.save(tmp, format="PNG")
-                os.replace(tmp, targets[-1])
+                atomic_write(targets[-1], partial(sheet.save, format="PNG"))
         except PiSAError as exc:
             summary.failures.append((str(path), str(exc)))
             tqdm.write(f"error: {exc}", file=sys.stderr)
@@ -112,10 +111,7 @@ def run_batch(
 
 def write_run_record(out_dir: Path, record: dict) -> None:
     """``run.json``: settings, weights hash, versions; written atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".json", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=2, default=str)
-    os.replace(tmp, out_dir / "run.json")
+    atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, default=str))
 
 
 def package_versions() -> dict[str, str]:

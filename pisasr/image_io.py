@@ -9,7 +9,6 @@ stays 16-bit, and EXIF orientation is applied. Every failure is an ``ImageError`
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pisasr.errors import ImageError
+from pisasr.fileio import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
@@ -161,31 +161,25 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 def save_image(image: torch.Tensor, path: str | os.PathLike, bit_depth: int = 8) -> Path:
     """Write [C,H,W] in [0,1] as PNG at ``path`` atomically; 16-bit when ``bit_depth == 16``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        if bit_depth == 16:
-            import cv2
+    if bit_depth != 16:
+        return atomic_write(path, lambda tmp: to_pil(image).save(tmp, format="PNG"))
+    import cv2
 
-            array = (
-                (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 65535.0)
-                .round()
-                .astype(np.uint16)
-            )
-            if array.shape[2] == 3:
-                array = array[:, :, ::-1]
-            elif array.shape[2] == 4:
-                array = array[:, :, [2, 1, 0, 3]]
-            elif array.shape[2] == 2:  # OpenCV has no gray+alpha: store as RGBA
-                array = array[:, :, [0, 0, 0, 1]]
-            if not cv2.imwrite(tmp, np.ascontiguousarray(array.squeeze(2) if array.shape[2] == 1 else array)):
-                raise OSError(f"cannot write {path}")
-        else:
-            to_pil(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    array = (
+        (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 65535.0)
+        .round()
+        .astype(np.uint16)
+    )
+    if array.shape[2] == 3:
+        array = array[:, :, ::-1]
+    elif array.shape[2] == 4:
+        array = array[:, :, [2, 1, 0, 3]]
+    elif array.shape[2] == 2:  # OpenCV has no gray+alpha: store as RGBA
+        array = array[:, :, [0, 0, 0, 1]]
+    array = np.ascontiguousarray(array.squeeze(2) if array.shape[2] == 1 else array)
+
+    def write(tmp: str) -> None:
+        if not cv2.imwrite(tmp, array):
+            raise OSError(f"cannot write {path}")
+
+    return atomic_write(path, write, suffix=".png")

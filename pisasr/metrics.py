@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pisasr.errors import ConfigError
+from pisasr.fileio import atomic_write_text
 from pisasr.image_io import list_inputs, read_image
 
 PAPER_METRICS = ("psnr", "ssim", "lpips", "dists", "fid", "niqe", "musiq", "maniqa-pipal", "clipiqa")
@@ -165,18 +165,11 @@ def markdown_table(rows: dict[str, dict[str, float | None]], metrics: list[str])
 
 def write_reports(result: EvalResult, out_json: str | Path, metrics: list[str]) -> tuple[Path, Path]:
     """``results.json`` (means, null when unavailable) and ``results.csv`` (per image) side by side."""
-    out_json = Path(out_json)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_json.with_name(f".{out_json.name}")
-    tmp.write_text(json.dumps(result.to_json(), indent=2))
-    os.replace(tmp, out_json)
+    out_json = atomic_write_text(out_json, json.dumps(result.to_json(), indent=2))
     per_image_metrics = [m for m in metrics if any(m in v for v in result.per_image.values())]
-    out_csv = out_json.with_suffix(".csv")
-    with open(out_csv, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", *per_image_metrics])
-        for image_name in sorted(result.per_image):
-            writer.writerow(
-                [image_name, *(result.per_image[image_name].get(m, "") for m in per_image_metrics)]
-            )
-    return out_json, out_csv
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["image", *per_image_metrics])
+    for image_name in sorted(result.per_image):
+        writer.writerow([image_name, *(result.per_image[image_name].get(m, "") for m in per_image_metrics)])
+    return out_json, atomic_write_text(out_json.with_suffix(".csv"), table.getvalue())

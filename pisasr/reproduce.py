@@ -31,8 +31,52 @@ def locate_set(data_root: str | Path, name: str) -> tuple[Path, Path]:
     return lr, hr
 
 
-def published(path: Path = PUBLISHED) -> dict[str, dict]:
-    return yaml.safe_load(path.read_text())["methods"]
+def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
+    """Published numbers: method -> {"source": citation, "results": set -> pyiqa metric -> value}.
+
+    Checked on load, so a typo in a hand-transcribed table (``LPIPS`` for ``lpips``, ``0,2672``) is an error
+    naming the file and the entry, not a silently empty column.
+    """
+    import pyiqa
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"published numbers {path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"published numbers {path}: not valid YAML{line}") from None
+    methods = data.get("methods") if isinstance(data, dict) else None
+    if not isinstance(methods, dict):
+        raise ConfigError(f"published numbers {path}: needs a top-level 'methods' mapping")
+    known = set(pyiqa.list_models())
+    for method, entry in methods.items():
+        if not isinstance(entry, dict) or not str(entry.get("source") or "").strip():
+            raise ConfigError(
+                f"published numbers {path}: {method} needs a 'source' naming where its numbers are from"
+            )
+        results = entry.get("results") or {}
+        if not isinstance(results, dict):
+            raise ConfigError(f"published numbers {path}: {method}.results must map test sets to metrics")
+        entry["results"] = results
+        for set_name, values in results.items():
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"published numbers {path}: {method}.{set_name} must map metric names to numbers"
+                )
+            for metric, value in values.items():
+                if metric not in known:
+                    raise ConfigError(
+                        f"published numbers {path}: {method}.{set_name}: {metric!r} is not a pyiqa metric name "
+                        "(e.g. psnr, ssim, lpips, dists, fid, niqe, musiq, maniqa-pipal, clipiqa)"
+                    )
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(
+                        f"published numbers {path}: {method}.{set_name}.{metric} = {value!r} is not a number"
+                    )
+    return methods
 
 
 def run_set(pipe, lr_dir: Path, out_dir: Path, skip_existing: bool = True) -> Path:
@@ -61,12 +105,16 @@ def run_grid(
 
 
 def comparison_rows(
-    ours: dict[str, float | None], set_name: str, extra: dict[str, dict], metrics: list[str]
+    ours: dict[str, float | None],
+    set_name: str,
+    published: dict[str, dict],
+    extra: dict[str, dict],
+    metrics: list[str],
 ) -> dict[str, dict]:
-    """Table rows: ours, the published numbers (n/a where none), ours minus published, then extra methods."""
+    """Table rows: ours, the published numbers (n/a where none), ours minus PiSA-SR's, then extra methods."""
     rows = {"pisasr (ours)": ours}
-    for method, entry in published().items():
-        values = (entry.get("results") or {}).get(set_name, {})
+    for method, entry in published.items():
+        values = entry["results"].get(set_name, {})
         rows[f"{method} (paper)"] = {m: values.get(m) for m in metrics}
     paper = rows.get("PiSA-SR (paper)", {})
     rows["ours - paper"] = {

@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 from conftest import image_file
 
 from pisasr.cli import run_cli
 from pisasr.cli.preprocess import make_test_pairs_main
 from pisasr.cli.reproduce import main
-from pisasr.reproduce import published
+from pisasr.errors import ConfigError
+from pisasr.reproduce import PUBLISHED, comparison_rows, load_published
 
 
 def test_reproduce_runs_offline_with_unavailable_learned_metrics(
@@ -25,6 +27,16 @@ def test_reproduce_runs_offline_with_unavailable_learned_metrics(
     other.mkdir()
     for i in range(2):  # another method's outputs, scored into the same table
         image_file(other / f"img{i}.png", (64, 64), seed=10 + i)
+    published = tmp_path / "published.yaml"
+    published.write_text(
+        "methods:\n"
+        "  PiSA-SR:\n"
+        "    source: test numbers\n"
+        "    results:\n"
+        "      DIV2K-Val: {psnr: 20.5, ssim: 0.5}\n"
+        "  OtherPaper:\n"
+        "    source: test numbers\n"
+    )
     out = tmp_path / "out"
     code = run_cli(
         main,
@@ -49,6 +61,8 @@ def test_reproduce_runs_offline_with_unavailable_learned_metrics(
             "lpips",
             "--extra",
             f"other={other}",
+            "--published",
+            str(published),
             "--lambda_grid",
             "0.5,1:0,1",
             "--grid_metrics",
@@ -58,18 +72,60 @@ def test_reproduce_runs_offline_with_unavailable_learned_metrics(
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "| pisasr (ours) |" in printed and "| other |" in printed and "| PiSA-SR (paper) | n/a" in printed
+    assert "| pisasr (ours) |" in printed and "| other |" in printed
+    assert "| PiSA-SR (paper) | 20.5000 | 0.5000 | n/a |" in printed
+    assert "| OtherPaper (paper) | n/a | n/a | n/a |" in printed
     assert "lpips unavailable" in printed
     summary = json.loads((out / "summary.json").read_text())
     ours = summary["sets"]["DIV2K-Val"]["ours"]
     assert ours["psnr"] > 0 and ours["lpips"] is None
+    difference = summary["sets"]["DIV2K-Val"]["rows"]["ours - paper"]
+    assert difference["psnr"] == pytest.approx(ours["psnr"] - 20.5)
+    assert difference["ssim"] == pytest.approx(ours["ssim"] - 0.5)
+    assert difference["lpips"] is None
     assert set(summary["sets"]["DIV2K-Val"]["grid"]) == {"0.5,0", "0.5,1", "1,0", "1,1"}
     assert (out / "DIV2K-Val" / "tradeoff.png").stat().st_size > 1000
     assert sorted(p.name for p in (out / "DIV2K-Val" / "pisasr").glob("*.png")) == ["img0.png", "img1.png"]
 
 
-def test_published_numbers_name_their_source():
-    for method, entry in published().items():
-        assert entry["source"], method
-        for values in (entry.get("results") or {}).values():
-            assert all(isinstance(v, (int, float)) for v in values.values())
+def test_shipped_published_numbers_load_and_name_their_source():
+    methods = load_published()
+    assert {"PiSA-SR", "OSEDiff", "AddSR"} <= set(methods)
+    assert all("arXiv" in entry["source"] for entry in methods.values())
+    rows = comparison_rows({"psnr": 25.0}, "RealSR", methods, {}, ["psnr"])
+    assert rows["pisasr (ours)"] == {"psnr": 25.0} and set(rows) >= {"PiSA-SR (paper)", "ours - paper"}
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("methods: [a, b]\n", "top-level 'methods' mapping"),
+        ("methods:\n  X:\n    results: {}\n", "X needs a 'source'"),
+        (
+            "methods:\n  X:\n    source: s\n    results: {RealSR: {LPIPS: 0.3}}\n",
+            "'LPIPS' is not a pyiqa metric",
+        ),
+        ("methods:\n  X:\n    source: s\n    results: {RealSR: {lpips: '0,2672'}}\n", "is not a number"),
+        ("methods:\n  X:\n    source: s\n    results: {RealSR: {psnr: true}}\n", "is not a number"),
+        ("methods:\n  X:\n    source: s\n    results: {RealSR: 25.5}\n", "must map metric names"),
+        ("methods:\n  X: {source: s\n", "not valid YAML at line"),
+    ],
+)
+def test_bad_published_file_is_one_line_error_naming_it(tmp_path, text, problem):
+    path = tmp_path / "numbers.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="numbers.yaml") as info:
+        load_published(path)
+    assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_published_file_is_reported_before_any_model_load(tmp_path, capsys):
+    (tmp_path / "data" / "RealSR" / "LR").mkdir(parents=True)
+    (tmp_path / "data" / "RealSR" / "HR").mkdir()
+    code = run_cli(
+        main,
+        ["--data_root", str(tmp_path / "data"), "--sets", "RealSR", "--published", str(tmp_path / "no.yaml")],
+    )
+    assert code == 2
+    assert f"published numbers {tmp_path / 'no.yaml'}: cannot read" in capsys.readouterr().err
+    assert PUBLISHED.is_file()

@@ -11,11 +11,12 @@ from omegaconf import OmegaConf
 
 from pisasr.cli import quiet_libraries, run_cli
 from pisasr.errors import ConfigError
+from pisasr.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
     from pisasr.metrics import PAPER_METRICS
-    from pisasr.reproduce import DEFAULT_SETS
+    from pisasr.reproduce import DEFAULT_SETS, PUBLISHED
 
     p = argparse.ArgumentParser(
         description="Run PiSA-SR on the paper's test sets and compare with published numbers."
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--lambda_grid", help="'PIX,PIX:SEM,SEM': evaluate every pair and plot the trade-off curve"
     )
+    p.add_argument(
+        "--published",
+        default=str(PUBLISHED),
+        help="YAML of published numbers to print beside ours (format: the shipped file's header)",
+    )
     p.add_argument("--grid_metrics", nargs=2, default=["psnr", "lpips"], metavar=("X", "Y"))
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="fp32")
@@ -45,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     from pisasr.devices import resolve_device
     from pisasr.metrics import evaluate, markdown_table
     from pisasr.pipeline import Pipeline
-    from pisasr.reproduce import comparison_rows, evaluate_grid, locate_set, run_grid, run_set, tradeoff_plot
+    from pisasr.reproduce import (
+        comparison_rows,
+        evaluate_grid,
+        load_published,
+        locate_set,
+        run_grid,
+        run_set,
+        tradeoff_plot,
+    )
     from pisasr.sweep import parse_sweep
 
     overrides = [f"inference.device={args.device}", f"inference.dtype={args.dtype}"]
@@ -56,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.weights = args.weights
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     located = {name: locate_set(args.data_root, name) for name in sets}  # fail before loading the model
+    published = load_published(args.published)
     extras = {}
     for item in args.extra:
         name, _, folder = item.partition("=")
@@ -68,16 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     summary, report = {}, []
     for name, (lr_dir, hr_dir) in located.items():
         sr_dir = run_set(pipe, lr_dir, out_root / name / "pisasr")
-        ours = evaluate(sr_dir, hr_dir, args.metrics, device)
-        metrics = [m for m in args.metrics]
+        metrics = list(args.metrics)
+        ours = evaluate(sr_dir, hr_dir, metrics, device)
         extra_rows = {}
         for method, folder in extras.items():
             target = folder / name if (folder / name).is_dir() else folder
-            result = evaluate(target, hr_dir, args.metrics, device)
+            result = evaluate(target, hr_dir, metrics, device)
             extra_rows[method] = {m: result.means.get(m) for m in metrics}
-        rows = comparison_rows({m: ours.means.get(m) for m in metrics}, name, extra_rows, metrics)
-        table = markdown_table(rows, metrics)
-        report.append(f"## {name}\n\n{table}\n")
+        rows = comparison_rows({m: ours.means.get(m) for m in metrics}, name, published, extra_rows, metrics)
+        report.append(f"## {name}\n\n{markdown_table(rows, metrics)}\n")
+        if not any(name in entry["results"] for entry in published.values()):
+            report.append(f"- no published numbers for {name} in {args.published}\n")
         for metric, reason in ours.unavailable.items():
             report.append(f"- {metric} unavailable: {reason}\n")
         summary[name] = {"ours": ours.to_json(), "rows": rows}
@@ -92,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             report.append(f"trade-off curve: {plot}\n")
     text = "\n".join(report)
     print(text)
-    out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / "summary.md").write_text(text)
-    (out_root / "summary.json").write_text(
-        json.dumps({"config": OmegaConf.to_container(cfg), "sets": summary}, indent=2, default=str)
+    atomic_write_text(out_root / "summary.md", text)
+    atomic_write_text(
+        out_root / "summary.json",
+        json.dumps({"config": OmegaConf.to_container(cfg), "sets": summary}, indent=2, default=str),
     )
     print(f"wrote {out_root / 'summary.md'} and {out_root / 'summary.json'}", file=sys.stderr)
     return 0

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from pisasr.errors import ModelLoadError
+from pisasr.fileio import atomic_write
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 
 FORMAT_VERSION = 1
@@ -89,20 +89,9 @@ def write_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     meta_json = json.dumps(asdict(meta), indent=2)
     weights = out / WEIGHTS_NAME
-    _atomic(weights, lambda tmp: save_file(tensors, tmp, metadata={"pisasr": meta_json}))
-    _atomic(out / META_NAME, lambda tmp: Path(tmp).write_text(meta_json + "\n"))
+    atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"pisasr": meta_json}))
+    atomic_write(out / META_NAME, lambda tmp: Path(tmp).write_text(meta_json + "\n"))
     return weights
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
