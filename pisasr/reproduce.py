@@ -13,7 +13,7 @@ import yaml
 from pisasr.batch import run_batch
 from pisasr.errors import ConfigError
 from pisasr.image_io import list_inputs, read_image, save_image
-from pisasr.metrics import evaluate
+from pisasr.metrics import PAPER_METRICS, evaluate
 
 DEFAULT_SETS = ("RealSR", "DRealSR", "DIV2K-Val")
 LR_NAMES, HR_NAMES = ("LR", "test_LR", "lq"), ("HR", "test_HR", "gt")
@@ -70,7 +70,7 @@ def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
                 if metric not in known:
                     raise ConfigError(
                         f"published numbers {path}: {method}.{set_name}: {metric!r} is not a pyiqa metric name "
-                        "(e.g. psnr, ssim, lpips, dists, fid, niqe, musiq, maniqa-pipal, clipiqa)"
+                        f"(the paper's: {', '.join(PAPER_METRICS)})"
                     )
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ConfigError(
