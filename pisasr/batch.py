@@ -6,6 +6,8 @@ import json
 import sys
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -15,7 +17,7 @@ from tqdm import tqdm
 from pisasr.errors import PiSAError
 from pisasr.fileio import atomic_write, atomic_write_text
 from pisasr.image_io import read_image, save_image
-from pisasr.pipeline import Pipeline
+from pisasr.pipeline import Pipeline, Prepared
 from pisasr.sweep import contact_sheet, sweep_name
 
 
@@ -68,6 +70,34 @@ def outputs_for(stem: str, out_dir: Path, pairs: list[tuple[float, float]], swee
     return [out_dir / sweep_name(stem, p, s) for p, s in pairs] + [out_dir / f"{stem}_sweep.png"]
 
 
+class _Inline:
+    """An executor that runs each job at once in the caller's thread (``io_workers=0``)."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # delivered through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def _failure_message(path: Path, exc: Exception) -> str:
+    if isinstance(exc, PiSAError):
+        return str(exc)
+    return f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+@dataclass
+class _Job:
+    path: Path
+    targets: list[Path]
+    prepared: Prepared | None = None
+
+
 def run_batch(
     pipe: Pipeline,
     inputs: list[Path],
@@ -76,36 +106,109 @@ def run_batch(
     sweep_axes: tuple[list[float], list[float]] | None = None,
     skip_existing: bool = False,
     show_progress: bool = True,
+    batch_size: int = 1,
+    io_workers: int = 2,
 ) -> BatchSummary:
-    """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on."""
+    """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on.
+
+    Images of the same size go through the model ``batch_size`` at a time. With ``io_workers`` > 0, reading and
+    preprocessing of upcoming images and the colour fix and writing of finished ones run in threads while the
+    model works. A batch that fails is retried image by image, so a bad file only fails itself.
+    """
     summary = BatchSummary()
-    for path in tqdm(inputs, desc="pisasr", unit="img", disable=not show_progress, file=sys.stderr):
+    start = time.perf_counter()
+    jobs = []
+    for path in inputs:
         targets = outputs_for(path.stem, out_dir, pairs, sweep_axes is not None)
         if skip_existing and all(t.is_file() for t in targets):
             summary.skipped += 1
-            continue
-        start = time.perf_counter()
+        else:
+            jobs.append(_Job(path, targets))
+    readers = ThreadPoolExecutor(io_workers, "pisasr-read") if io_workers else _Inline()
+    writers = ThreadPoolExecutor(io_workers, "pisasr-write") if io_workers else _Inline()
+    progress = tqdm(total=len(jobs), desc="pisasr", unit="img", disable=not show_progress, file=sys.stderr)
+    writes: list[tuple[_Job, Future]] = []
+
+    def fail(job: _Job, exc: Exception) -> None:
+        message = _failure_message(job.path, exc)
+        summary.failures.append((str(job.path), message))
+        tqdm.write(f"error: {message}", file=sys.stderr)
+        progress.update(1)
+
+    def write(job: _Job, decoded: dict) -> None:
+        results = {pair: pipe.finish(job.prepared, d[None]) for pair, d in decoded.items()}
+        bit_depth = job.prepared.image.bit_depth
+        if sweep_axes is None:
+            save_image(results[pairs[0]], job.targets[0], bit_depth)
+            return
+        for pair, target in zip(pairs, job.targets):
+            save_image(results[pair], target, bit_depth)
+        sheet = contact_sheet(results, *sweep_axes)
+        atomic_write(job.targets[-1], partial(sheet.save, format="PNG"))
+
+    def run_model(group: list[_Job]) -> None:
         try:
-            image = read_image(path)
-            results = pipe.restore(image, pairs)
-            if sweep_axes is None:
-                save_image(results[pairs[0]], targets[0], image.bit_depth)
-            else:
-                for (p, s), target in zip(pairs, targets):
-                    save_image(results[(p, s)], target, image.bit_depth)
-                sheet = contact_sheet(results, *sweep_axes)
-                atomic_write(targets[-1], partial(sheet.save, format="PNG"))
-        except PiSAError as exc:
-            summary.failures.append((str(path), str(exc)))
-            tqdm.write(f"error: {exc}", file=sys.stderr)
-            continue
-        except Exception as exc:  # a bad file must not end a long batch; the message still names it
-            message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            summary.failures.append((str(path), message))
-            tqdm.write(f"error: {message}", file=sys.stderr)
-            continue
-        summary.done += 1
-        summary.seconds += time.perf_counter() - start
+            latents = pipe.predict([job.prepared for job in group], pairs)
+            decoded = [{} for _ in group]
+            for pair in pairs:
+                for per_image, d in zip(decoded, pipe.decode(latents.combine(*pair)).cpu()):
+                    per_image[pair] = d
+        except Exception as exc:
+            if len(group) > 1:  # find the culprit: one image at a time
+                for job in group:
+                    run_model([job])
+                return
+            fail(group[0], exc)
+            return
+        for job, per_image in zip(group, decoded):
+            writes.append((job, writers.submit(write, job, per_image)))
+
+    def drain_writes() -> None:
+        while writes:
+            job, future = writes.pop(0)
+            try:
+                future.result()
+            except Exception as exc:
+                fail(job, exc)
+                continue
+            summary.done += 1
+            progress.update(1)
+
+    def read(path: Path) -> Prepared:
+        return pipe.prepare(read_image(path))
+
+    pending = iter(jobs)
+    reads: deque[tuple[_Job, Future]] = deque()
+    lookahead = batch_size + 2 * max(io_workers, 1)  # images read ahead of the model, bounded for memory
+    buckets: dict[tuple, list[_Job]] = {}
+    try:
+        while True:
+            while len(reads) < lookahead and (job := next(pending, None)) is not None:
+                reads.append((job, readers.submit(read, job.path)))
+            if not reads:
+                break
+            job, future = reads.popleft()
+            try:
+                job.prepared = future.result()
+            except Exception as exc:
+                fail(job, exc)
+                continue
+            bucket = buckets.setdefault(job.prepared.batch_key, [])
+            bucket.append(job)
+            if len(bucket) == batch_size:
+                run_model(buckets.pop(job.prepared.batch_key))
+            elif sum(map(len, buckets.values())) > 2 * batch_size:  # odd sizes do not wait for company forever
+                run_model(buckets.pop(next(iter(buckets))))
+            if len(writes) > 2 * max(io_workers, 1):  # bound the decoded images held in memory
+                drain_writes()
+        for bucket in buckets.values():
+            run_model(bucket)
+        drain_writes()
+    finally:
+        readers.shutdown(wait=True)
+        writers.shutdown(wait=True)
+        progress.close()
+    summary.seconds = time.perf_counter() - start
     return summary
 
 

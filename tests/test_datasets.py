@@ -60,7 +60,7 @@ def test_prompts_and_hq_mixing(tmp_path, gt_dir):
         PARAMS,
         crop_size=64,
         hq_files=[hq / "best.png"],
-        hq_prob=1.0,
+        hq_sample_prob=1.0,
         prompts=read_prompts(prompts),
     )
     assert all(ds[i]["prompt"] == "a sharp photo" for i in range(len(ds)))

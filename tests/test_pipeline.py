@@ -11,6 +11,7 @@ from pisasr.model.base import encode_prompts
 from pisasr.model.checkpoint import load_checkpoint
 from pisasr.model.dual_lora import combine_eps
 from pisasr.pipeline import Pipeline, plan_geometry
+from pisasr.resize import resize_image
 
 
 def _image(h=32, w=40, seed=0):
@@ -30,9 +31,9 @@ def reference(tiny_base, trained_checkpoint):
     def run(image, lambda_pix, lambda_sem, process_size=512, color_fix="adain"):
         x = image.rgb[None]
         enlarged, geo = plan_geometry(x.shape[-2], x.shape[-1], 4, process_size)
-        if enlarged:
-            x = F.interpolate(x, size=enlarged, mode="bicubic", align_corners=False).clamp(0, 1)
-        ref = F.interpolate(x, size=geo.model_size, mode="bicubic", align_corners=False).clamp(0, 1)
+        if enlarged:  # resizing itself is checked against the official PIL calls in test_fidelity.py
+            x = resize_image(x, enlarged, "pil", 8)
+        ref = resize_image(x, geo.model_size, "pil", 8)
         inp = F.pad(ref * 2 - 1, (0, geo.pad[1], 0, geo.pad[0]), mode="reflect")
         z = base.vae.encode(inp).latent_dist.mode() * base.vae.config.scaling_factor
         dual.activate(["pix"])
@@ -44,7 +45,8 @@ def reference(tiny_base, trained_checkpoint):
             :, :, : geo.model_size[0], : geo.model_size[1]
         ]
         out = apply_color_fix(color_fix, ((out + 1) / 2).clamp(0, 1), ref).clamp(0, 1)
-        out = F.interpolate(out, size=geo.out_size, mode="bicubic", align_corners=False, antialias=True)
+        if enlarged:
+            out = resize_image(out, geo.out_size, "pil", None)
         return out.clamp(0, 1)[0]
 
     return run

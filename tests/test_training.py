@@ -127,6 +127,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_base, tmp_path):
     extra = ("train.pix_steps=3", "train.max_steps=8", "train.checkpointing_steps=2", "data.crop_size=128")
     straight = _run(_train_args(tiny_base, tmp_path / "straight", *extra))
     assert straight.returncode == 0, straight.stderr[-3000:]
+    assert "the sem stage runs without prompts" in straight.stderr  # smoke config has no data.prompts
 
     out = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}

@@ -38,6 +38,12 @@ FLAGS = {
     "device": "inference.device",
     "dtype": "inference.dtype",
     "skip_existing": "inference.skip_existing",
+    "resample": "inference.resample",
+    "batch_size": "inference.batch_size",
+    "io_workers": "inference.io_workers",
+    "compile": "inference.compile",
+    "pix_unet": "inference.pix_unet",
+    "allow_base_mismatch": "model.allow_base_mismatch",
 }
 
 
@@ -69,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
     p.add_argument(
         "--skip_existing", action="store_true", default=None, help="skip inputs whose outputs exist"
+    )
+    p.add_argument("--resample", choices=["pil", "torch"], help="upsampling: pil (official, default) or torch")
+    p.add_argument("--batch_size", type=int, help="images of the same size per model call (default 1)")
+    p.add_argument("--io_workers", type=int, help="reader/writer threads overlapping the model (default 2)")
+    p.add_argument(
+        "--compile", action="store_true", default=None, help="torch.compile UNet and VAE (cached across runs)"
+    )
+    p.add_argument(
+        "--pix_unet", choices=["auto", "subtract", "copy"], help="eps_pix by subtraction or a second UNet"
+    )
+    p.add_argument(
+        "--allow_base_mismatch",
+        action="store_true",
+        default=None,
+        help="run adapters on a base other than the one they were trained on",
     )
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.vae_tile=512")
     return p
@@ -143,7 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     shard = inputs[state.process_index :: state.num_processes]
     summary = run_batch(
-        pipe, shard, out_dir, pairs, axes, skip_existing=o.skip_existing, show_progress=state.is_main_process
+        pipe,
+        shard,
+        out_dir,
+        pairs,
+        axes,
+        skip_existing=o.skip_existing,
+        show_progress=state.is_main_process,
+        batch_size=o.batch_size,
+        io_workers=o.io_workers,
     )
     if state.num_processes > 1:
         from accelerate.utils import gather_object

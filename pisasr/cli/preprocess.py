@@ -33,7 +33,12 @@ def make_test_pairs_main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--crop", type=int, default=512, help="HR crop size (LR is crop / scale)")
-    p.add_argument("--degradation", default="configs/degradation/realesrgan.yaml")
+    p.add_argument(
+        "--degradation",
+        default="configs/degradation/stablesr_div2k_val.yaml",
+        help="degradation YAML: StableSR's DIV2K-Val settings (default) or configs/degradation/realesrgan.yaml "
+        "(the training degradation)",
+    )
     args = p.parse_args(argv)
     from pisasr.data.degradation import load_degradation
     from pisasr.data.prep import make_test_pairs

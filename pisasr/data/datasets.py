@@ -70,7 +70,7 @@ class GTDataset(Dataset):
         degradation: DegradationParams,
         crop_size: int = 512,
         hq_files: Sequence[Path] = (),
-        hq_prob: float = 0.0,
+        hq_sample_prob: float = 0.0,
         prompts: dict[str, str] | None = None,
         small_images: str = "skip",
         seed: int = 0,
@@ -82,7 +82,7 @@ class GTDataset(Dataset):
                 f"data.crop_size={crop_size} must be divisible by the degradation scale {degradation.scale}"
             )
         self.files, self.hq_files = list(files), list(hq_files)
-        self.degradation, self.crop_size, self.hq_prob = degradation, crop_size, hq_prob
+        self.degradation, self.crop_size, self.hq_sample_prob = degradation, crop_size, hq_sample_prob
         self.prompts = prompts or {}
         self.small_images, self.seed, self.epoch = small_images, seed, 0
 
@@ -118,7 +118,7 @@ class GTDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         skipped, path, crop = 0, self.files[index], None
         for _ in range(100):
-            if self.hq_files and rng.uniform() < self.hq_prob:
+            if self.hq_files and rng.uniform() < self.hq_sample_prob:
                 path = self.hq_files[int(rng.integers(len(self.hq_files)))]
             crop = self._load_crop(path, rng)
             if crop is not None:

@@ -66,6 +66,8 @@ class DegradationParams:
     betag_range2: list[float] = field(default_factory=lambda: [0.5, 4.0])
     betap_range2: list[float] = field(default_factory=lambda: [1.0, 2.0])
     final_sinc_prob: float = 0.8
+    # Unsharp-mask the GT before degrading it (Real-ESRGAN / StableSR ``use_usm``); the GT itself is kept.
+    usm_sharpen: bool = False
 
 
 def load_degradation(path: str | Path | None = None, overrides: dict | None = None) -> DegradationParams:
@@ -168,13 +170,25 @@ class Degrader:
 
     @torch.no_grad()
     def __call__(
-        self, gt: torch.Tensor, kernels: dict[str, torch.Tensor], generator: torch.Generator
+        self,
+        gt: torch.Tensor,
+        kernels: dict[str, torch.Tensor],
+        generator: torch.Generator,
+        resize_back: bool = False,
     ) -> torch.Tensor:
-        """gt [B, 3, H, W] in [0, 1] (H, W divisible by scale) -> LQ [B, 3, H/scale, W/scale] in [0, 1]."""
+        """gt [B, 3, H, W] in [0, 1] (H, W divisible by scale) -> LQ [B, 3, H/scale, W/scale] in [0, 1].
+
+        ``resize_back``: as the official training data, resize the LQ back to [H, W] with a mode drawn from
+        area / bilinear / bicubic *before* rounding to 8 bits (the model input at the GT size).
+        """
         p, dev = self.p, self.device
         gt = gt.to(dev, torch.float32)
         k1, k2, sinc = (kernels[k].to(dev) for k in ("kernel1", "kernel2", "sinc_kernel"))
         height, width = gt.shape[-2:]
+        if p.usm_sharpen:
+            from basicsr.utils.img_process_util import USMSharp
+
+            gt = USMSharp().to(dev)(gt).clamp(0, 1)
         with torch_seeded(generator, dev):  # basicsr's noise functions draw from torch's global RNG
             out = filter2D(gt.contiguous(), k1)
             scale = self._resize_scale(generator, p.resize_prob, p.resize_range)
@@ -205,9 +219,24 @@ class Degrader:
                 out = self._jpeg(out, generator, p.jpeg_range2)
                 out = F.interpolate(out, size=final, mode=self._choice(generator, self.MODES))
                 out = filter2D(out.contiguous(), sinc)
+            if resize_back:
+                out = F.interpolate(out, size=(height, width), mode=self._choice(generator, self.MODES))
         return (out * 255.0).round().clamp(0, 255) / 255.0
 
 
 def model_input(lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """LQ back to the GT size with bicubic, as the model sees it (in [0, 1])."""
+    """LQ back to the GT size with bicubic (in [0, 1]): validation, and training with ``lq_upsample=bicubic``."""
     return F.interpolate(lq, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def training_input(
+    degrader: Degrader,
+    gt: torch.Tensor,
+    kernels: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    lq_upsample: str = "random",
+) -> torch.Tensor:
+    """The model input for a GT batch: degraded, then back at the GT size (see ``DataConfig.lq_upsample``)."""
+    if lq_upsample == "random":
+        return degrader(gt, kernels, generator, resize_back=True)
+    return model_input(degrader(gt, kernels, generator), tuple(gt.shape[-2:]))

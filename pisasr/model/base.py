@@ -6,6 +6,7 @@ which is also how the tests load the tiny offline base.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,39 @@ class FrozenBase:
     tokenizer: CLIPTokenizer | None
     scheduler: DDPMScheduler
     source: str
+    fingerprint: str | None = None
+
+
+# Known base families by the names their hub ids and downloaded folders carry; used to catch adapters run on the
+# wrong base (the official checkpoint was trained on SD-2.1-base, pisasr's default base is SD-Turbo).
+BASE_FAMILIES = {
+    "SD-Turbo": ("sd-turbo", "sd_turbo"),
+    "SD-2.1-base": ("stable-diffusion-2-1-base", "stable_diffusion_2_1_base", "sd21-base", "sd-2-1-base"),
+}
+FAMILY_CONFIGS = {"SD-Turbo": "configs/sd_turbo.yaml", "SD-2.1-base": "configs/official_sd21.yaml"}
+
+
+def base_family(base: str | None) -> str | None:
+    """``"SD-Turbo"``, ``"SD-2.1-base"`` or None (unknown: e.g. a local folder with another name)."""
+    if not base:
+        return None
+    name = str(base).lower().replace("--", "/")  # Hugging Face cache folders: models--org--name
+    for family, patterns in BASE_FAMILIES.items():
+        if any(pattern in name for pattern in patterns):
+            return family
+    return None
+
+
+def unet_fingerprint(unet: UNet2DConditionModel) -> str:
+    """A short digest of weights no adapter touches (the timestep embedding), identifying the base's UNet.
+
+    Taken in fp16 so that fp32 and fp16 copies of the same base agree.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(unet.time_embedding.named_parameters()):
+        if "lora_" not in name:
+            digest.update(param.detach().to(torch.float16).cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def ensure_tiny_base(path: str) -> None:
@@ -91,7 +125,26 @@ def load_base(
         if module is not None:
             module.requires_grad_(False)
             module.eval()
-    return FrozenBase(unet=unet, vae=vae, text_encoder=enc, tokenizer=tok, scheduler=scheduler, source=base)
+    return FrozenBase(
+        unet=unet,
+        vae=vae,
+        text_encoder=enc,
+        tokenizer=tok,
+        scheduler=scheduler,
+        source=base,
+        fingerprint=unet_fingerprint(unet),
+    )
+
+
+def load_text_encoder(base: str, revision: str | None = None) -> tuple[CLIPTokenizer, CLIPTextModel]:
+    """Tokenizer and text encoder of ``base`` alone (inference loads them only when a prompt is embedded)."""
+    kwargs = {"revision": revision} if revision else {}
+    try:
+        tok = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", **kwargs)
+        enc = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_failure(base, exc) from None
+    return tok, enc.requires_grad_(False).eval()
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from pisasr.config import SD21_BASE
 from pisasr.errors import ModelLoadError
 from pisasr.fileio import atomic_write
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
@@ -40,6 +41,7 @@ class CheckpointMeta:
     alpha_sem: float
     target_modules: list[str]
     base_model: str | None = None
+    base_fingerprint: str | None = None  # ``unet_fingerprint`` of the base the adapters were trained on
     timestep: int = 1
     format_version: int = FORMAT_VERSION
     source: str = "pisasr"
@@ -73,9 +75,16 @@ def save_checkpoint(
     base_model: str | None = None,
     timestep: int = 1,
     extra: dict | None = None,
+    base_fingerprint: str | None = None,
 ) -> Path:
     """Write ``out_dir/pisasr_adapters.safetensors`` (+ ``.json``) atomically; returns the weights path."""
-    meta = CheckpointMeta(**dual.metadata(), base_model=base_model, timestep=timestep, extra=extra or {})
+    meta = CheckpointMeta(
+        **dual.metadata(),
+        base_model=base_model,
+        base_fingerprint=base_fingerprint,
+        timestep=timestep,
+        extra=extra or {},
+    )
     tensors = {
         f"{name}.{k}": v.contiguous().cpu() for name in ADAPTERS for k, v in dual.state_dict(name).items()
     }
@@ -182,7 +191,7 @@ def load_official_pkl(path: str | os.PathLike) -> AdapterCheckpoint:
         alpha_pix=OFFICIAL_ALPHA,
         alpha_sem=OFFICIAL_ALPHA,
         target_modules=targets,
-        base_model=None,
+        base_model=SD21_BASE,  # the released checkpoint was trained on SD-2.1-base
         source=f"official:{path.name}",
     )
     return AdapterCheckpoint(meta=meta, states=states, path=path)
@@ -193,6 +202,25 @@ def convert_official(
 ) -> Path:
     """Rewrite an official ``.pkl`` in our format (same tensors, bit for bit)."""
     ckpt = load_official_pkl(pkl_path)
-    ckpt.meta.base_model = base_model
+    ckpt.meta.base_model = base_model or ckpt.meta.base_model
     tensors = {f"{name}.{k}": v.contiguous() for name in ADAPTERS for k, v in ckpt.states[name].items()}
     return write_checkpoint(ckpt.meta, tensors, out_dir)
+
+
+def check_base(ckpt: AdapterCheckpoint, base: str, fingerprint: str | None = None) -> None:
+    """Stop when ``ckpt`` was trained on another base than ``base``: by fingerprint when both are known (exact),
+    else by the family the names tell (SD-Turbo vs SD-2.1-base). An unknown side is not an error."""
+    from pisasr.model.base import FAMILY_CONFIGS, base_family
+
+    trained_on = ckpt.meta.base_model
+    ours, theirs = base_family(base), base_family(trained_on)
+    differs = (
+        fingerprint is not None and ckpt.meta.base_fingerprint not in (None, fingerprint)
+    ) or (ours is not None and theirs is not None and ours != theirs)
+    if not differs:
+        return
+    fix = f"--config {FAMILY_CONFIGS[theirs]}" if theirs in FAMILY_CONFIGS else f"--base {trained_on}"
+    raise ModelLoadError(
+        f"{ckpt.path}: adapters trained on base {trained_on!r} ({theirs or 'unknown family'}) but the base is "
+        f"{base!r} ({ours or 'unknown family'}); run with {fix}, or pass --allow_base_mismatch to run anyway"
+    )

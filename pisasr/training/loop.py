@@ -87,7 +87,7 @@ def preflight(cfg: DictConfig):
         degradation,
         crop_size=d.crop_size,
         hq_files=hq,
-        hq_prob=d.hq_prob,
+        hq_sample_prob=d.hq_sample_prob,
         prompts=read_prompts(d.prompts) if d.prompts else None,
         small_images=d.small_images,
         seed=t.seed,
@@ -156,6 +156,7 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
         negative_prompt=t.csd.negative_prompt,
         positive_suffix=t.csd.positive_suffix,
         null_text_ratio=t.null_text_ratio,
+        null_text_per_sample=t.null_text_per_sample,
         vae_sample=t.vae_sample,
         timestep=m.timestep,
     )
@@ -189,7 +190,13 @@ def adapter_digest(dual: DualLoRA) -> str:
 
 
 def save(
-    accelerator, cfg: DictConfig, dual: DualLoRA, step: int, stage: str, batches_seen: int
+    accelerator,
+    cfg: DictConfig,
+    dual: DualLoRA,
+    step: int,
+    stage: str,
+    batches_seen: int,
+    base_fingerprint: str | None = None,
 ) -> Path | None:
     """Checkpoint every rank's state; first check that all ranks hold the same adapters (a desync is a bug)."""
     from accelerate.utils import gather_object
@@ -210,6 +217,7 @@ def save(
             dual,
             staging,
             base_model=cfg.model.base,
+            base_fingerprint=base_fingerprint,
             timestep=cfg.model.timestep,
             extra={"step": step, "stage": stage},
         )
@@ -270,7 +278,7 @@ def run_training(cfg: DictConfig) -> Path:
     from diffusers.optimization import get_scheduler
     from torch.utils.data import DataLoader
 
-    from pisasr.data.degradation import Degrader, model_input
+    from pisasr.data.degradation import Degrader, training_input
     from pisasr.devices import resolve_device
 
     t = cfg.train
@@ -290,6 +298,13 @@ def run_training(cfg: DictConfig) -> Path:
     set_seed(t.seed)
     first, last = start_step(cfg), end_step(cfg)
     needs_sem = any(stage_at(s, cfg) == "sem" for s in (first, last - 1))
+    if needs_sem and not cfg.data.prompts and accelerator.is_main_process:
+        print(
+            "warning: the sem stage runs without prompts (data.prompts is unset): CSD's positive branch is the "
+            "empty prompt, so its guidance only pushes away from the negative prompt. The official code tags "
+            "every crop (RAM); make prompts with preprocess/extract_prompts.py (README, Training data)",
+            file=sys.stderr,
+        )
     model, dual = build_model(cfg, accelerator, pix_ckpt, needs_sem)
     lora_params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
     optimizer = torch.optim.AdamW(
@@ -344,7 +359,7 @@ def run_training(cfg: DictConfig) -> Path:
                 with accelerator.accumulate():
                     gt = batch["gt"].to(accelerator.device)
                     kernels = {k: batch[k] for k in ("kernel1", "kernel2", "sinc_kernel")}
-                    lq = model_input(degrader(gt, kernels, generator), tuple(gt.shape[-2:]))
+                    lq = training_input(degrader, gt, kernels, generator, cfg.data.lq_upsample)
                     with accelerator.autocast():
                         losses = model.losses(stage, lq * 2 - 1, gt * 2 - 1, list(batch["prompt"]), generator)
                     finite = torch.tensor(float(torch.isfinite(losses["loss"])), device=accelerator.device)
@@ -386,7 +401,10 @@ def run_training(cfg: DictConfig) -> Path:
                     )
                     tic, images_since = time.perf_counter(), 0
                 if step % t.checkpointing_steps == 0 or step == last:
-                    last_good = save(accelerator, cfg, dual, step, stage, batches_seen) or last_good
+                    last_good = (
+                        save(accelerator, cfg, dual, step, stage, batches_seen, model.base.fingerprint)
+                        or last_good
+                    )
                 if validation is not None and accelerator.is_main_process and step % t.validation_steps == 0:
                     accelerator.log(validate(model, validation, accelerator, step), step=step)
                 if step >= last:
@@ -396,7 +414,12 @@ def run_training(cfg: DictConfig) -> Path:
     final = out / "final"
     if accelerator.is_main_process:
         save_checkpoint(
-            dual, final, base_model=cfg.model.base, timestep=cfg.model.timestep, extra={"step": step}
+            dual,
+            final,
+            base_model=cfg.model.base,
+            base_fingerprint=model.base.fingerprint,
+            timestep=cfg.model.timestep,
+            extra={"step": step},
         )
         if skipped_files:
             print(

@@ -2,7 +2,10 @@
 
 ``pix`` stage: ``z_H = z_L - eps_pix`` and ``lambda_l2 * MSE(decode(z_H), x_HR)``; no LPIPS, no CSD, and the
 teacher is never run. ``sem`` stage: ``z_H = z_L - eps_full`` and ``lambda_l2 * L2 + lambda_lpips * LPIPS +
-lambda_csd * CSD``. Images are in [-1, 1]. All randomness (prompt dropping, the VAE posterior sample, CSD's t and
+lambda_csd * CSD``. Images are in [-1, 1]; the decoded prediction is clamped to [-1, 1] before L2 and LPIPS, as
+the official code. Prompts follow the official code too: the caption becomes ``f"{caption}, {suffix}"`` for
+both the generator and CSD's positive branch, and the generator's prompts are dropped to "" all together with
+probability ``null_text_ratio`` (per sample with ``null_text_per_sample``). All randomness (prompt dropping, the VAE posterior sample, CSD's t and
 noise) comes from the generator passed in, so a step is a pure function of weights, batch and seed.
 """
 
@@ -36,11 +39,13 @@ class PiSATrainModel:
         negative_prompt: str,
         positive_suffix: str = "",
         null_text_ratio: float = 0.5,
+        null_text_per_sample: bool = False,
         vae_sample: bool = True,
         timestep: int = 1,
     ):
         self.base, self.dual, self.lpips, self.csd, self.weights = base, dual, lpips, csd, weights
         self.positive_suffix, self.null_text_ratio = positive_suffix, null_text_ratio
+        self.null_text_per_sample = null_text_per_sample
         self.vae_sample, self.timestep = vae_sample, timestep
         self._cache: dict[str, torch.Tensor] = {}
         self.negative_prompt = negative_prompt
@@ -59,9 +64,15 @@ class PiSATrainModel:
                 self._cache[prompt] = emb
         return torch.stack([self._cache[p] for p in prompts]).to(self.device)
 
+    def positive_prompt(self, caption: str) -> str:
+        """The official ``f"{caption}, {suffix}"``; without a caption just the suffix (empty by default)."""
+        return f"{caption}, {self.positive_suffix}" if caption else self.positive_suffix
+
     def generator_prompts(self, prompts: list[str], generator: torch.Generator) -> list[str]:
-        drop = torch.rand(len(prompts), generator=generator) < self.null_text_ratio
-        return ["" if d else p for p, d in zip(prompts, drop.tolist())]
+        draws = len(prompts) if self.null_text_per_sample else 1
+        drop = (torch.rand(draws, generator=generator) < self.null_text_ratio).tolist()
+        drop = drop if self.null_text_per_sample else drop * len(prompts)
+        return ["" if d else p for p, d in zip(prompts, drop)]
 
     def encode(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         vae = self.base.vae
@@ -82,16 +93,17 @@ class PiSATrainModel:
         """lq (model input, upsampled) and gt in [-1, 1], [B, 3, H, W]. Returns the total loss and its parts."""
         vae, unet = self.base.vae, self.base.unet
         z_lr = self.encode(lq, generator)
+        prompts = [self.positive_prompt(p) for p in prompts]
         cond = self.embed(self.generator_prompts(prompts, generator))
         t = torch.full((z_lr.shape[0],), self.timestep, device=z_lr.device, dtype=torch.long)
         eps = unet(z_lr.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample
         z_hr = z_lr - eps.float()
-        pred = vae.decode((z_hr / vae.config.scaling_factor).to(vae.dtype)).sample.float()
+        pred = vae.decode((z_hr / vae.config.scaling_factor).to(vae.dtype)).sample.float().clamp(-1, 1)
         out = {"l2": F.mse_loss(pred, gt.float())}
         total = self.weights.l2 * out["l2"]
         if stage == "sem":
             out["lpips"] = self.lpips(pred, gt.float()).mean()
-            positive = self.embed([p + self.positive_suffix for p in prompts])
+            positive = self.embed(prompts)
             negative = self.embed([self.negative_prompt] * len(prompts))
             out["csd"] = self.csd(z_hr, positive, negative, generator)
             total = total + self.weights.lpips * out["lpips"] + self.weights.csd * out["csd"]
