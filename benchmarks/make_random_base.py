@@ -88,6 +88,19 @@ def make_random_adapters(base: Path, out_dir: str | Path, seed: int = 0) -> Path
     return save_checkpoint(dual, out_dir, base_model=str(base))
 
 
+def make_official_pkl(base: Path, path: str | Path, seed: int = 0) -> Path:
+    """The same kind of random adapters in the official ``pisa_sr.pkl`` format (six PEFT adapters), for timing
+    pisasr and the official code on identical weights."""
+    from pisasr.model import load_base
+    from pisasr.testing.fixtures import add_official_adapters, official_checkpoint_dict, randomize_lora
+
+    unet = load_base(str(base), text_encoder=False).unet
+    groups = add_official_adapters(unet)
+    randomize_lora(unet, seed=seed, std=0.01)
+    torch.save(official_checkpoint_dict(unet, groups), path)
+    return Path(path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("out_dir")
@@ -95,6 +108,7 @@ def main() -> None:
     args = p.parse_args()
     base = make_random_base(args.out_dir, args.seed)
     print(make_random_adapters(base, Path(args.out_dir) / "adapters", args.seed))
+    print(make_official_pkl(base, Path(args.out_dir) / "pisa_sr.pkl", args.seed))
 
 
 if __name__ == "__main__":

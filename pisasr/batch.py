@@ -197,7 +197,9 @@ def run_batch(
             bucket.append(job)
             if len(bucket) == batch_size:
                 run_model(buckets.pop(job.prepared.batch_key))
-            elif sum(map(len, buckets.values())) > 2 * batch_size:  # odd sizes do not wait for company forever
+            elif (
+                sum(map(len, buckets.values())) > 2 * batch_size
+            ):  # odd sizes do not wait for company forever
                 run_model(buckets.pop(next(iter(buckets))))
             if len(writes) > 2 * max(io_workers, 1):  # bound the decoded images held in memory
                 drain_writes()

@@ -180,7 +180,9 @@ class Pipeline:
         else:
             dual = DualLoRA(base.unet, m.rank_pix, m.rank_sem, m.alpha_pix, m.alpha_sem)
             timestep = m.timestep
-        return cls(base, dual, options, device, dtype, timestep=timestep, weights=m.weights, revision=m.revision)
+        return cls(
+            base, dual, options, device, dtype, timestep=timestep, weights=m.weights, revision=m.revision
+        )
 
     @classmethod
     def from_pretrained(cls, base: str, weights: str | os.PathLike | None = None, **options) -> Pipeline:
@@ -285,7 +287,9 @@ class Pipeline:
         def unet(tiles: torch.Tensor) -> torch.Tensor:
             self.calls["unet"] += 1
             # clone: outputs of CUDA-graph compiled modules are overwritten by the next call
-            return model(tiles.to(self.dtype), t, encoder_hidden_states=emb.expand(len(tiles), -1, -1)).sample.clone()
+            return model(
+                tiles.to(self.dtype), t, encoder_hidden_states=emb.expand(len(tiles), -1, -1)
+            ).sample.clone()
 
         def run(latents: torch.Tensor) -> torch.Tensor:
             if not needs_tiling(latents.shape[-2], latents.shape[-1], o.latent_tile):

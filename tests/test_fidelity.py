@@ -62,7 +62,9 @@ def official_postprocess(decoded: torch.Tensor, model_input: Image.Image, enlarg
 def _spy(pipe, monkeypatch):
     seen = {}
     encode, decode = pipe.encode, pipe.decode
-    monkeypatch.setattr(pipe, "encode", lambda x: seen.setdefault("input", x.clone()) is not None and encode(x))
+    monkeypatch.setattr(
+        pipe, "encode", lambda x: seen.setdefault("input", x.clone()) is not None and encode(x)
+    )
     monkeypatch.setattr(pipe, "decode", lambda z: seen.__setitem__("decoded", decode(z)) or seen["decoded"])
     return seen
 
@@ -177,7 +179,9 @@ def test_checkpoint_on_another_base_is_refused_by_fingerprint(tiny_base, tmp_pat
     from pisasr.testing.tiny_base import make_tiny_base
 
     base = load_base(tiny_base, text_encoder=False)
-    save_checkpoint(DualLoRA(base.unet), tmp_path / "ckpt", base_model=tiny_base, base_fingerprint=base.fingerprint)
+    save_checkpoint(
+        DualLoRA(base.unet), tmp_path / "ckpt", base_model=tiny_base, base_fingerprint=base.fingerprint
+    )
     assert load_checkpoint(tmp_path / "ckpt").meta.base_fingerprint == base.fingerprint
     other = str(make_tiny_base(tmp_path / "other", seed=7))
     Pipeline.from_pretrained(tiny_base, tmp_path / "ckpt", device="cpu")  # its own base: fine
@@ -190,7 +194,16 @@ def test_cli_names_both_bases_and_the_config(official_pkl, tmp_path):
     image = tmp_path / "in.png"
     _lr_photo("coffee", (32, 32)).save(image)
     done = subprocess.run(
-        [sys.executable, "scripts/infer.py", "--weights", official_pkl, "-i", str(image), "-o", str(tmp_path)],
+        [
+            sys.executable,
+            "scripts/infer.py",
+            "--weights",
+            official_pkl,
+            "-i",
+            str(image),
+            "-o",
+            str(tmp_path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -198,7 +211,9 @@ def test_cli_names_both_bases_and_the_config(official_pkl, tmp_path):
     )
     assert done.returncode == 2
     line = done.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: ") and "configs/official_sd21.yaml" in line and "Traceback" not in done.stderr
+    assert (
+        line.startswith("error: ") and "configs/official_sd21.yaml" in line and "Traceback" not in done.stderr
+    )
 
 
 # -- training recipe ----------------------------------------------------------------------------------------------
@@ -215,9 +230,7 @@ def test_negative_prompt_is_the_official_string():
 def _train_model(ratio=0.5, per_sample=False, suffix=""):
     from pisasr.training.model import LossWeights, PiSATrainModel
 
-    return PiSATrainModel(
-        None, None, None, None, LossWeights(), NEGATIVE_PROMPT, suffix, ratio, per_sample
-    )
+    return PiSATrainModel(None, None, None, None, LossWeights(), NEGATIVE_PROMPT, suffix, ratio, per_sample)
 
 
 def test_null_text_is_dropped_per_batch_like_the_official():

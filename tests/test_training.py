@@ -76,8 +76,9 @@ def test_both_stages_learn_on_a_fixed_batch(tiny_base):
     def loss(stage):
         return model.losses(stage, lq, gt, ["a photo", ""], torch.Generator().manual_seed(1))
 
-    # stage 2 starts from losses that stage 1 already lowered (its L2 and LPIPS), hence the milder bound
-    for stage, lr, steps, bound in (("pix", 2e-3, 12, 0.8), ("sem", 5e-3, 20, 0.85)):
+    # stage 2 starts from losses that stage 1 already lowered (its L2 and LPIPS), hence the milder bound: on the
+    # clamped prediction it trades some L2 for a much lower CSD
+    for stage, lr, steps, bound in (("pix", 2e-3, 12, 0.8), ("sem", 5e-3, 20, 0.95)):
         dual.set_stage(stage)
         opt = torch.optim.AdamW(dual.trainable_parameters(), lr=lr)
         with torch.no_grad():

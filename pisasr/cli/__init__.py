@@ -25,6 +25,24 @@ def quiet_libraries() -> None:
     hub_logging.set_verbosity_error()  # its retry chatter when the hub is unreachable; our error says what to do
 
 
+def apply_flags(cfg, args, flags: dict[str, str]) -> None:
+    """Set ``cfg[key]`` from each command-line flag that was given (``flags``: flag name -> config key), then
+    validate; a value of the wrong type is a one-line ``ConfigError`` naming the flag."""
+    from omegaconf import OmegaConf
+
+    from pisasr.config import validate
+    from pisasr.errors import ConfigError
+
+    for flag, key in flags.items():
+        value = getattr(args, flag)
+        if value is not None:
+            try:
+                OmegaConf.update(cfg, key, value, merge=True)
+            except Exception as exc:
+                raise ConfigError(f"--{flag} {value!r}: {str(exc).splitlines()[0]}") from None
+    validate(cfg)
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; a ``PiSAError`` becomes one ``error:`` line and exit code 2 (no traceback)."""
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pisasr.cli import quiet_libraries, run_cli
-from pisasr.config import load_config, validate
+from pisasr.cli import apply_flags, quiet_libraries, run_cli
+from pisasr.config import load_config
 from pisasr.errors import ConfigError
 
 # flag -> config key
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip_existing", action="store_true", default=None, help="skip inputs whose outputs exist"
     )
-    p.add_argument("--resample", choices=["pil", "torch"], help="upsampling: pil (official, default) or torch")
+    p.add_argument(
+        "--resample", choices=["pil", "torch"], help="upsampling: pil (official, default) or torch"
+    )
     p.add_argument("--batch_size", type=int, help="images of the same size per model call (default 1)")
     p.add_argument("--io_workers", type=int, help="reader/writer threads overlapping the model (default 2)")
     p.add_argument(
@@ -98,14 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(argv: list[str] | None):
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    for flag, key in FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            try:
-                OmegaConf.update(cfg, key, value, merge=True)
-            except Exception as exc:
-                raise ConfigError(f"--{flag} {value!r}: {str(exc).splitlines()[0]}") from None
-    validate(cfg)
+    apply_flags(cfg, args, FLAGS)
     return cfg
 
 

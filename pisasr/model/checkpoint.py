@@ -214,9 +214,9 @@ def check_base(ckpt: AdapterCheckpoint, base: str, fingerprint: str | None = Non
 
     trained_on = ckpt.meta.base_model
     ours, theirs = base_family(base), base_family(trained_on)
-    differs = (
-        fingerprint is not None and ckpt.meta.base_fingerprint not in (None, fingerprint)
-    ) or (ours is not None and theirs is not None and ours != theirs)
+    differs = (fingerprint is not None and ckpt.meta.base_fingerprint not in (None, fingerprint)) or (
+        ours is not None and theirs is not None and ours != theirs
+    )
     if not differs:
         return
     fix = f"--config {FAMILY_CONFIGS[theirs]}" if theirs in FAMILY_CONFIGS else f"--base {trained_on}"

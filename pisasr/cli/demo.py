@@ -1,0 +1,69 @@
+"""``python scripts/demo.py [--config ...] [--base ...] [--weights ...] [--host 127.0.0.1 --port 7860]``.
+
+Serves the Gradio demo (``pisasr/demo.py``) over one ``Pipeline`` built from the same configuration as the CLI
+(tiling, device, dtype); trailing ``key=value`` pairs override the config. Binds to loopback unless told
+otherwise; everything it writes goes to one temporary folder, removed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from pisasr.cli import apply_flags, quiet_libraries, run_cli
+from pisasr.config import load_config
+
+FLAGS = {
+    "base": "model.base",
+    "weights": "model.weights",
+    "device": "inference.device",
+    "dtype": "inference.dtype",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Interactive PiSA-SR demo with live lambda sliders.")
+    p.add_argument("--config", help="YAML config (default: built-in SD-Turbo defaults)")
+    p.add_argument("--base", help="base model: hub id or local diffusers folder")
+    p.add_argument("--weights", help="pisasr checkpoint or official .pkl")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max_upload_mb", type=float, default=20.0, help="uploads above this are refused")
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.latent_tile=64")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    apply_flags(cfg, args, FLAGS)
+    from pisasr.demo import DemoEngine, build_app, demo_workdir
+
+    workdir = demo_workdir()
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own cache stays in our folder too
+    quiet_libraries()
+    from pisasr.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline.from_config(cfg)
+        app = build_app(DemoEngine(pipe, workdir / "results", args.max_upload_mb))
+        print(f"demo on http://{args.host}:{args.port} (files in {workdir})", file=sys.stderr, flush=True)
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            allowed_paths=[str(workdir)],
+            max_file_size=int(args.max_upload_mb * 2**20),
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run_cli(main))

@@ -1,0 +1,114 @@
+"""Throughput features against the plain path: batches, threaded I/O, the pix-only UNet copy, compilation and
+the lazily loaded text encoder must not change a single output."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import image_file
+from PIL import Image
+
+from pisasr.cli import run_cli
+from pisasr.cli.infer import main
+from pisasr.image_io import LoadedImage
+from pisasr.pipeline import Pipeline
+
+PAIRS = [(1.0, 1.0), (1.0, 0.0), (0.5, 1.5)]
+# Batched convolutions round differently from single ones (~1e-5 in the latent); far below one 8-bit level.
+TOL = 2e-4
+
+
+def _images(n, h=24, w=32):
+    g = torch.Generator().manual_seed(n)
+    return [
+        LoadedImage(rgb=torch.rand(3, h, w, generator=g), alpha=None, grayscale=False, bit_depth=8)
+        for _ in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def small_pipe(tiny_base, trained_checkpoint):
+    return Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu", process_size=64)
+
+
+def test_batched_restore_equals_one_at_a_time(small_pipe):
+    images = _images(3)
+    batched = small_pipe.restore_batch(images, PAIRS)
+    for image, together in zip(images, batched):
+        alone = small_pipe.restore(image, PAIRS)
+        for pair in PAIRS:
+            torch.testing.assert_close(together[pair], alone[pair], rtol=0, atol=TOL)
+
+
+def test_batched_vae_sampling_gives_each_image_its_own_seeded_draw(tiny_base, trained_checkpoint):
+    pipe = Pipeline.from_pretrained(
+        tiny_base, trained_checkpoint, device="cpu", process_size=64, vae_sample=True, seed=3
+    )
+    images = _images(2)
+    batched = pipe.restore_batch(images)
+    for image, together in zip(images, batched):
+        torch.testing.assert_close(together[(1.0, 1.0)], pipe.restore(image)[(1.0, 1.0)], rtol=0, atol=TOL)
+
+
+def test_batch_of_mixed_sizes_is_refused(small_pipe):
+    with pytest.raises(ValueError, match="one size"):
+        small_pipe.restore_batch(_images(1) + _images(1, h=32), PAIRS)
+
+
+def test_pix_unet_copy_equals_on_the_fly_subtraction(tiny_base, trained_checkpoint, small_pipe):
+    copy = Pipeline.from_pretrained(
+        tiny_base, trained_checkpoint, device="cpu", process_size=64, pix_unet="copy"
+    )
+    assert copy.unet_pix is not None and small_pipe.unet_pix is None  # auto = subtract on the CPU
+    image = _images(1)[0]
+    ours, lean = copy.restore(image, PAIRS), small_pipe.restore(image, PAIRS)
+    for pair in PAIRS:
+        torch.testing.assert_close(ours[pair], lean[pair], rtol=0, atol=TOL)
+    before = dict(copy.calls)
+    copy.restore(image, [(1.0, 0.0)])  # pix only: one plain pass of the copy
+    assert copy.calls["unet"] - before["unet"] == 1
+
+
+def test_text_encoder_is_loaded_only_to_embed_and_not_kept(small_pipe):
+    assert small_pipe.base.text_encoder is None
+    small_pipe.restore(_images(1)[0])
+    assert "" in small_pipe._prompt_cache and small_pipe.base.text_encoder is None
+
+
+@pytest.mark.slow
+def test_compiled_equals_eager(tiny_base, trained_checkpoint, small_pipe, tmp_path):
+    compiled = Pipeline.from_pretrained(
+        tiny_base,
+        trained_checkpoint,
+        device="cpu",
+        process_size=64,
+        compile=True,
+        compile_cache_dir=str(tmp_path / "cache"),
+    )
+    image = _images(1)[0]  # the default pair: one compiled UNet graph (others recompile, too slow for CI)
+    ours, eager = compiled.restore(image), small_pipe.restore(image)
+    torch.testing.assert_close(ours[(1.0, 1.0)], eager[(1.0, 1.0)], rtol=0, atol=1e-4)
+
+
+def test_cli_batches_and_threads_give_the_same_files(tiny_base, trained_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    for i in range(5):
+        image_file(folder / f"same{i}.png", (32, 24), seed=i)
+    image_file(folder / "odd.png", (28, 20), seed=9)
+    (folder / "broken.png").write_bytes(b"not a png")
+    common = ["-i", folder, "--base", tiny_base, "--weights", trained_checkpoint, "--device", "cpu"]
+    common += ["--process_size", "64", "--lambda_pix", "0.7", "--lambda_sem", "1.2"]
+    plain = run_cli(main, [str(a) for a in [*common, "-o", tmp_path / "plain", "--io_workers", "0"]])
+    fast = run_cli(
+        main,
+        [str(a) for a in [*common, "-o", tmp_path / "fast", "--batch_size", "2", "--io_workers", "2"]],
+    )
+    err = capsys.readouterr().err
+    assert plain == fast == 1
+    assert err.count("error: ") == 2 and err.count("failed: ") == 2 and "Traceback" not in err
+    names = sorted(p.name for p in (tmp_path / "plain").glob("*.png"))
+    assert names == sorted(p.name for p in (tmp_path / "fast").glob("*.png")) and len(names) == 6
+    for name in names:
+        a = np.asarray(Image.open(tmp_path / "plain" / name), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "fast" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1
