@@ -130,6 +130,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no_compile", action="store_true", help="skip the compiled rows")
+    p.add_argument("--pix_unet", default="auto", choices=["auto", "subtract", "copy"])
     p.add_argument("--official", help="a checkout of the official PiSA-SR code to time side by side")
     p.add_argument("--markdown", help="write the tables to this file")
     p.add_argument("--log", default="benchmarks/results/gpu.jsonl")
@@ -140,7 +141,7 @@ def main(argv=None) -> None:
     for compiled in (False,) if args.no_compile else (False, True):
         pipe = Pipeline.from_pretrained(
             args.base, args.weights, device=args.device, dtype=args.dtype, compile=compiled,
-            allow_base_mismatch=True,
+            pix_unet=args.pix_unet, allow_base_mismatch=True,
         )  # fmt: skip
         label = "compiled" if compiled else "eager"
         rows[label] = model_times(pipe, args.size, args)

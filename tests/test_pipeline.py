@@ -124,7 +124,9 @@ def test_fp16_on_cpu_is_refused(tiny_base):
 
 
 def test_bf16_runs(tiny_base, trained_checkpoint):
-    pipe = Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu", dtype="bf16", process_size=64)
+    pipe = Pipeline.from_pretrained(
+        tiny_base, trained_checkpoint, device="cpu", dtype="bf16", process_size=64
+    )
     out = pipe.restore(_image(seed=6))[(1.0, 1.0)]
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
