@@ -358,7 +358,6 @@ class Pipeline:
         self, images: Sequence[LoadedImage], pairs: Sequence[Pair] = ((1.0, 1.0),)
     ) -> list[dict[Pair, torch.Tensor]]:
         """``restore`` for several images of the same size in one batch through encode, UNet and decode."""
-        pairs = [(float(p), float(s)) for p, s in pairs]
         prepared = [self.prepare(image) for image in images]
         return self.restore_prepared(prepared, pairs)
 

@@ -163,14 +163,15 @@ def official_pkl(tiny_base, tmp_path_factory):
     return str(path)
 
 
-def test_official_pkl_on_sd_turbo_is_refused_before_loading(official_pkl):
+def test_official_pkl_on_sd_turbo_is_refused_before_loading(official_pkl, tmp_path):
     with pytest.raises(ModelLoadError) as err:
         Pipeline.from_pretrained("stabilityai/sd-turbo", official_pkl, device="cpu")
     message = str(err.value)
     assert "stable-diffusion-2-1-base" in message and "stabilityai/sd-turbo" in message
     assert "configs/official_sd21.yaml" in message and "--allow_base_mismatch" in message
+    missing_turbo = str(tmp_path / "sd-turbo")  # an SD-Turbo by name that is not there: nothing to fetch
     with pytest.raises(ModelLoadError, match="cannot load base model"):  # the override goes on to load
-        Pipeline.from_pretrained("stabilityai/sd-turbo", official_pkl, device="cpu", allow_base_mismatch=True)
+        Pipeline.from_pretrained(missing_turbo, official_pkl, device="cpu", allow_base_mismatch=True)
 
 
 def test_checkpoint_on_another_base_is_refused_by_fingerprint(tiny_base, tmp_path):
