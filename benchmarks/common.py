@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -36,3 +39,19 @@ def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> 
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def peak_memory_gb(device: torch.device | None = None) -> float:
+    """Peak allocated GPU memory on CUDA, else the process's peak resident memory (Linux reports kB)."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def append_row(log: str | Path, row: dict) -> None:
+    """Print one result as JSON and append it to the ``log`` JSONL (the raw figures ``report`` reads)."""
+    line = json.dumps(row, default=str)
+    print(line)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(line + "\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 import sys
 import tempfile
@@ -24,8 +23,8 @@ from types import SimpleNamespace
 
 import torch
 
-from benchmarks.common import machine, median_time
-from benchmarks.infer_bench import image, peak_memory_gb
+from benchmarks.common import append_row, machine, median_time, peak_memory_gb
+from benchmarks.infer_bench import image
 from pisasr.batch import run_batch
 from pisasr.cli import quiet_libraries
 from pisasr.image_io import save_image
@@ -149,12 +148,12 @@ def main(argv=None) -> None:
             b: (batch_throughput(pipe, args.size, b, args), cli_throughput(pipe, args.size, b, args))
             for b in batches
         }
-        device = pipe.device
+        device, model_size = pipe.device, pipe.prepare(image(args.size)).geometry.model_size
         del pipe
     official = official_times(args, args.size) if args.official else {}
     lines = [
-        f"Machine: {machine()}; {args.dtype}; {args.size}x{args.size} -> {4 * args.size}x{4 * args.size}; "
-        f"median of {args.repeats} after {args.warmup} warm-up.",
+        f"Machine: {machine()}; {args.dtype}; {args.size}x{args.size} -> {4 * args.size}x{4 * args.size} "
+        f"(restored at {model_size[1]}x{model_size[0]}); median of {args.repeats} after {args.warmup} warm-up.",
         "",
         "| mode | official ms | pisasr eager ms | pisasr compiled ms | eager / official | compiled / official "
         "| peak GB (eager) |",
@@ -178,9 +177,7 @@ def main(argv=None) -> None:
     print(table)
     record = {"machine": machine(), "device": str(device), "rows": rows, "throughput": throughput,
               "official": official, "args": vars(args)}  # fmt: skip
-    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.log, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    append_row(args.log, record)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
 

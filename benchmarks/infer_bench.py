@@ -14,23 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import machine, median_time
+from benchmarks.common import machine, median_time, peak_memory_gb
 from pisasr.cli import quiet_libraries
 from pisasr.image_io import LoadedImage
 from pisasr.pipeline import Pipeline
-
-
-def peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 1e9
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
 
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:

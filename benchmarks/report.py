@@ -64,7 +64,7 @@ def main() -> None:
             )
         )
         print()
-    train = rows("train.jsonl")
+    train = [r for r in rows("train.jsonl") if r["suite"] == "train_step"]
     if train:
         print(
             table(
@@ -82,6 +82,16 @@ def main() -> None:
                 ],
             )
         )
+        print()
+    tagger = [r for r in rows("train.jsonl") if r["suite"] == "tagger"]
+    if tagger:
+        print(
+            table(
+                ["on-the-fly tagging (CLIP-L/14 image tower)", "crop", "batch", "dtype", "s / batch", "s / crop"],
+                [["data.tagger", r["crop"], r["batch"], r["dtype"], r["seconds_per_batch"], r["seconds_per_crop"]]
+                 for r in tagger],
+            )
+        )  # fmt: skip
         print()
     degradation = RESULTS / "degradation.md"
     if degradation.is_file():

@@ -7,3 +7,4 @@ PY=${PYTHON:-.venv/bin/python}
 for crop in 256 512; do
   for stage in pix sem; do $PY -m benchmarks.train_bench --stage $stage --crop $crop --gradient_checkpointing --repeats 1 --warmup 1; done
 done
+$PY -m benchmarks.tagger_bench --crop 512 --batch 4

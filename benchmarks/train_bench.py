@@ -12,14 +12,11 @@ doubled batch (negative and positive prompt), which is the saving this benchmark
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import machine, median_time
+from benchmarks.common import append_row, machine, median_time, peak_memory_gb
 from pisasr.cli import quiet_libraries
 
 
@@ -73,12 +70,9 @@ def main() -> None:
         "batch": 1,
         "gradient_checkpointing": args.gradient_checkpointing,
         "seconds_per_step": round(seconds, 2),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "peak_rss_gb": round(peak_memory_gb(), 2),
     }
-    print(json.dumps(row))
-    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.log, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(args.log, row)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,19 @@ class DegradationRef:
 
 
 @dataclass
+class TaggerConfig:
+    # Tag every GT crop on the fly, as the official code does with RAM: a CLIP-style model (hub id or folder)
+    # scores a tag vocabulary zero-shot on the training device and the top_k tags become the crop's prompt.
+    # Off by default; it replaces data.prompts (set one or the other).
+    enabled: bool = False
+    model: str = "openai/clip-vit-large-patch14"
+    # One tag per line; unset: pisasr's built-in list of common photo tags (pisasr/resources/tags_common.txt).
+    vocabulary: str | None = None
+    top_k: int = 8
+    template: str = "This is a photo of {}."
+
+
+@dataclass
 class DataConfig:
     gt_lists: list[str] = field(default_factory=list)
     gt_dirs: list[str] = field(default_factory=list)
@@ -108,6 +121,7 @@ class DataConfig:
     # the opposite (the chance of the general list): official `--prob 0.1` (its README) = hq_sample_prob 0.9.
     hq_sample_prob: float = 0.0
     prompts: str | None = None
+    tagger: TaggerConfig = field(default_factory=TaggerConfig)
     crop_size: int = 512
     small_images: str = "skip"  # skip | upscale
     # LQ (1/scale size) back to the crop size for the model: "random" = area/bilinear/bicubic drawn per batch, then
@@ -266,6 +280,13 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"inference.{name}={inf[name]} must be >= 1")
     if inf.io_workers < 0:
         raise ConfigError(f"inference.io_workers={inf.io_workers} must be >= 0")
+    tagger = cfg.data.tagger
+    if tagger.enabled and cfg.data.prompts:
+        raise ConfigError(
+            "data.prompts and data.tagger.enabled are both set: the tagger makes the prompts; pick one"
+        )
+    if tagger.top_k < 1:
+        raise ConfigError(f"data.tagger.top_k={tagger.top_k} must be >= 1")
     m = cfg.model
     for name in ("rank_pix", "rank_sem"):
         if getattr(m, name) < 1:

@@ -64,7 +64,9 @@ def extract_prompts_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", help="hub id or local folder (default: BLIP-large for caption, CLIP-L/14 for tags)"
     )
-    p.add_argument("--tags", help="tag vocabulary file, one tag per line (task tags)")
+    p.add_argument(
+        "--tags", help="tag vocabulary file, one tag per line (task tags; default: pisasr's built-in list)"
+    )
     p.add_argument("--top_k", type=int, default=8)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--device", default="auto")
@@ -72,10 +74,11 @@ def extract_prompts_main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from pisasr.data.datasets import read_file_list, scan_folder
     from pisasr.data.prompts import extract_prompts
+    from pisasr.data.tagging import read_vocabulary
     from pisasr.devices import resolve_device
 
     files = read_file_list(args.list) if args.list else scan_folder(args.dir)
-    tags = [t.strip() for t in Path(args.tags).read_text().splitlines() if t.strip()] if args.tags else []
+    tags = read_vocabulary(args.tags) if args.task == "tags" else []
     added = extract_prompts(
         files,
         args.out,

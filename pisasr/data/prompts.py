@@ -2,8 +2,9 @@
 
 Two tasks: ``caption`` (an image-to-text model; default ``Salesforce/blip-image-captioning-large``) and ``tags``
 (zero-shot image classification over a tag vocabulary, the top-k tags joined by ", ", close to the RAM tags the
-official training used; default ``openai/clip-vit-large-patch14``). Resumable: paths already in the output are
-skipped and new lines are appended batch by batch.
+official training used; default ``openai/clip-vit-large-patch14`` over pisasr's built-in vocabulary). Training can
+tag each crop on the fly instead (``data.tagger``, ``pisasr.data.tagging``). Resumable: paths already in the output
+are skipped and new lines are appended batch by batch.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-DEFAULT_MODELS = {
-    "caption": "Salesforce/blip-image-captioning-large",
-    "tags": "openai/clip-vit-large-patch14",
-}
+from pisasr.data.tagging import DEFAULT_TAGGER, DEFAULT_TEMPLATE
+
+DEFAULT_MODELS = {"caption": "Salesforce/blip-image-captioning-large", "tags": DEFAULT_TAGGER}
 
 
 def done_paths(out: Path) -> set[str]:
@@ -66,7 +66,12 @@ def extract_prompts(
                 results = runner(images, batch_size=len(images))
                 texts = [r[0]["generated_text"].strip() for r in results]
             else:
-                results = runner(images, candidate_labels=list(tags), batch_size=len(images))
+                results = runner(
+                    images,
+                    candidate_labels=list(tags),
+                    hypothesis_template=DEFAULT_TEMPLATE,
+                    batch_size=len(images),
+                )
                 texts = [", ".join(r["label"] for r in result[:top_k]) for result in results]
             for path, text in zip(batch, texts):
                 f.write(json.dumps({"path": str(path.resolve()), "prompt": text}) + "\n")

@@ -135,11 +135,34 @@ if __name__ == "__main__":
     main()
 
 
-def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """A tiny random CLIP (vision + text) with processor, for offline tests of zero-shot tagging."""
+# CLIP ViT-L/14's image tower (the tagger's default), for benchmarks; the text tower stays tiny (run once).
+CLIP_L14_VISION = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 24,
+    "image_size": 224,
+    "patch_size": 14,
+}
+
+
+def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0, vision: dict | None = None) -> Path:
+    """A tiny random CLIP (vision + text) with processor, for offline tests of zero-shot tagging.
+
+    ``vision`` replaces the image tower's config (``CLIP_L14_VISION``: the full-size tower, for benchmarks).
+    """
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     out = Path(out_dir)
+    vision = vision or {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    side = vision["image_size"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         config = CLIPConfig(
@@ -153,14 +176,7 @@ def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0) -> Path:
                 "eos_token_id": 513,
                 "pad_token_id": 513,
             },
-            vision_config={
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_attention_heads": 4,
-                "num_hidden_layers": 2,
-                "image_size": 32,
-                "patch_size": 8,
-            },
+            vision_config=vision,
             projection_dim=16,
         )
         model = CLIPModel(config)
@@ -169,7 +185,9 @@ def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer_src", model_max_length=77)
     shutil.rmtree(out / "tokenizer_src")
     processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+        ),
         tokenizer=tokenizer,
     )
     processor.save_pretrained(out)

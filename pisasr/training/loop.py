@@ -65,6 +65,7 @@ def preflight(cfg: DictConfig):
         read_prompts,
     )
     from pisasr.data.degradation import load_degradation
+    from pisasr.data.tagging import read_vocabulary
 
     t, d = cfg.train, cfg.data
     if end_step(cfg) <= start_step(cfg):
@@ -93,9 +94,10 @@ def preflight(cfg: DictConfig):
         seed=t.seed,
     )
     validation = PairedDataset(d.val_lr_dir, d.val_hr_dir) if d.val_lr_dir and d.val_hr_dir else None
+    tags = read_vocabulary(d.tagger.vocabulary) if d.tagger.enabled else None
     check_writable(Path(t.output_dir))
     resume = ckpts.resolve_resume(t.output_dir, t.resume_from_checkpoint)
-    return dataset, degradation, validation, pix_ckpt, resume
+    return dataset, degradation, validation, pix_ckpt, resume, tags
 
 
 def _cast_trainable(dual: DualLoRA, weight_dtype: torch.dtype) -> None:
@@ -161,6 +163,24 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
         timestep=m.timestep,
     )
     return model, dual
+
+
+def build_tagger(cfg: DictConfig, accelerator, tags: list[str]):
+    from pisasr.data.tagging import CropTagger
+
+    tg = cfg.data.tagger
+    with accelerator.main_process_first():
+        tagger = CropTagger(
+            tg.model,
+            tags,
+            tg.top_k,
+            tg.template,
+            accelerator.device,
+            MIXED_PRECISION_DTYPES[cfg.train.mixed_precision],
+        )
+    if accelerator.is_main_process:
+        print(f"tagging each crop on the fly: {tg.model}, {len(tags)} tags, top {tg.top_k}", file=sys.stderr)
+    return tagger
 
 
 def step_generator(seed: int, micro_batch: int, rank: int) -> torch.Generator:
@@ -282,7 +302,7 @@ def run_training(cfg: DictConfig) -> Path:
     from pisasr.devices import resolve_device
 
     t = cfg.train
-    dataset, degradation, validation, pix_ckpt, resume = preflight(cfg)
+    dataset, degradation, validation, pix_ckpt, resume, tags = preflight(cfg)
     out = Path(t.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=t.gradient_accumulation_steps,
@@ -298,14 +318,16 @@ def run_training(cfg: DictConfig) -> Path:
     set_seed(t.seed)
     first, last = start_step(cfg), end_step(cfg)
     needs_sem = any(stage_at(s, cfg) == "sem" for s in (first, last - 1))
-    if needs_sem and not cfg.data.prompts and accelerator.is_main_process:
+    if needs_sem and not cfg.data.prompts and not tags and accelerator.is_main_process:
         print(
             "warning: the sem stage runs without prompts (data.prompts is unset): CSD's positive branch is the "
             "empty prompt, so its guidance only pushes away from the negative prompt. The official code tags "
-            "every crop (RAM); make prompts with preprocess/extract_prompts.py (README, Training data)",
+            "every crop (RAM); make prompts with preprocess/extract_prompts.py or set data.tagger.enabled=true "
+            "(README, Training data)",
             file=sys.stderr,
         )
     model, dual = build_model(cfg, accelerator, pix_ckpt, needs_sem)
+    tagger = build_tagger(cfg, accelerator, tags) if tags else None
     lora_params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
     optimizer = torch.optim.AdamW(
         lora_params,
@@ -360,8 +382,9 @@ def run_training(cfg: DictConfig) -> Path:
                     gt = batch["gt"].to(accelerator.device)
                     kernels = {k: batch[k] for k in ("kernel1", "kernel2", "sinc_kernel")}
                     lq = training_input(degrader, gt, kernels, generator, cfg.data.lq_upsample)
+                    prompts = tagger(gt) if tagger is not None else list(batch["prompt"])
                     with accelerator.autocast():
-                        losses = model.losses(stage, lq * 2 - 1, gt * 2 - 1, list(batch["prompt"]), generator)
+                        losses = model.losses(stage, lq * 2 - 1, gt * 2 - 1, prompts, generator)
                     finite = torch.tensor(float(torch.isfinite(losses["loss"])), device=accelerator.device)
                     if accelerator.reduce(finite, reduction="sum").item() < accelerator.num_processes:
                         raise TrainingError(
@@ -394,6 +417,7 @@ def run_training(cfg: DictConfig) -> Path:
                         }
                     )
                     logs["data/skipped_files"] = skipped_files
+                    logs["prompt/example"] = prompts[0]  # TensorBoard text: what the model was told
                     accelerator.log(logs, step=step)
                     progress.set_postfix(
                         {k.split("/")[-1]: f"{v:.4f}" for k, v in logs.items() if k.startswith("loss/")},
