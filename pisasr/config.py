@@ -109,6 +109,7 @@ class TaggerConfig:
     # One tag per line; unset: pisasr's built-in list of common photo tags (pisasr/resources/tags_common.txt).
     vocabulary: str | None = None
     top_k: int = 8
+    # transformers' zero-shot pipeline default, so preprocess/extract_prompts.py --task tags gives the same tags.
     template: str = "This is a photo of {}."
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pisasr.config import TaggerConfig
 from pisasr.errors import ConfigError, ModelLoadError
 
-DEFAULT_TAGGER = "openai/clip-vit-large-patch14"
+DEFAULT_TAGGER = TaggerConfig.model
 DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "resources" / "tags_common.txt"
 # transformers' zero-shot-image-classification default, so both routes give the same tags.
-DEFAULT_TEMPLATE = "This is a photo of {}."
+DEFAULT_TEMPLATE = TaggerConfig.template
 
 
 def read_vocabulary(path: str | Path | None = None) -> list[str]:
