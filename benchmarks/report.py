@@ -64,7 +64,8 @@ def main() -> None:
             )
         )
         print()
-    train = [r for r in rows("train.jsonl") if r["suite"] == "train_step"]
+    train_rows = rows("train.jsonl")
+    train = [r for r in train_rows if r["suite"] == "train_step"]
     if train:
         print(
             table(
@@ -83,7 +84,7 @@ def main() -> None:
             )
         )
         print()
-    tagger = [r for r in rows("train.jsonl") if r["suite"] == "tagger"]
+    tagger = [r for r in train_rows if r["suite"] == "tagger"]
     if tagger:
         print(
             table(

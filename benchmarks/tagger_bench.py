@@ -39,9 +39,8 @@ def main() -> None:
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     device = resolve_device(args.device)
     tagger = CropTagger(args.model, device=device, dtype=dtype)
-    crops = torch.rand(args.batch, 3, args.crop, args.crop, generator=torch.Generator().manual_seed(0)).to(
-        device
-    )
+    crops = torch.rand(args.batch, 3, args.crop, args.crop, generator=torch.Generator().manual_seed(0))
+    crops = crops.to(device)
     seconds = median_time(lambda: tagger(crops), args.repeats, args.warmup)
     row = {
         "machine": machine(),

@@ -8,7 +8,7 @@ import torch
 from conftest import image_file
 from PIL import Image
 
-from pisasr.config import load_config
+from pisasr.config import NEGATIVE_PROMPT, load_config
 from pisasr.data.prompts import extract_prompts
 from pisasr.data.tagging import CropTagger, read_vocabulary
 from pisasr.errors import ConfigError, ModelLoadError
@@ -48,7 +48,10 @@ def test_larger_crops_are_resized_on_the_device_and_tagged_from_the_vocabulary(t
 
 
 def test_vocabulary_and_tagger_errors_are_one_line(tiny_clip, tmp_path):
-    assert len(read_vocabulary()) > 100 and "brick wall" in read_vocabulary()  # the built-in list
+    builtin = read_vocabulary()
+    assert len(builtin) > 100 and "brick wall" in builtin
+    negative = {term.strip().lower() for term in NEGATIVE_PROMPT.split(",")}
+    assert not negative & {t.lower() for t in builtin}  # no tag asks for what CSD steers away from
     (tmp_path / "tags.txt").write_text("# comment\n\ndog\ndog\ncat\n")
     assert read_vocabulary(tmp_path / "tags.txt") == ["dog", "cat"]
     with pytest.raises(ConfigError, match="tag vocabulary not found: .*absent.txt"):
