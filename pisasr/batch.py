@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -15,10 +14,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pisasr.errors import PiSAError
-from pisasr.fileio import atomic_write, atomic_write_text
-from pisasr.image_io import read_image, save_image
+from pisasr.image_io import read_image
+from pisasr.outputs import OutputNaming, already_written, save_sheet, write_output
 from pisasr.pipeline import Pipeline, Prepared
-from pisasr.sweep import contact_sheet, sweep_name
+from pisasr.sweep import contact_sheet
 
 
 @dataclass
@@ -27,18 +26,25 @@ class BatchSummary:
     skipped: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # output file names, for the run record
+    skipped_outputs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def merge(self, other: BatchSummary) -> None:
         self.done += other.done
         self.skipped += other.skipped
         self.seconds += other.seconds
         self.failures.extend(other.failures)
+        self.written.extend(other.written)
+        self.skipped_outputs.extend(other.skipped_outputs)
+        self.notes.extend(other.notes)
 
     def report(self) -> str:
         mean = f", {self.seconds / self.done:.2f} s per image" if self.done else ""
         lines = [
             f"{self.done} restored, {self.skipped} skipped (existing), {len(self.failures)} failed{mean}"
         ]
+        lines += [f"  note: {message}" for message in self.notes]
         lines += [f"  failed: {message}" for _, message in self.failures]
         return "\n".join(lines)
 
@@ -62,12 +68,6 @@ def check_unique_stems(inputs: list[Path]) -> None:
                 f"inputs {seen[path.stem]} and {path} would both be written as {path.stem}.png; rename one"
             )
         seen[path.stem] = path
-
-
-def outputs_for(stem: str, out_dir: Path, pairs: list[tuple[float, float]], sweep: bool) -> list[Path]:
-    if not sweep:
-        return [out_dir / f"{stem}.png"]
-    return [out_dir / sweep_name(stem, p, s) for p, s in pairs] + [out_dir / f"{stem}_sweep.png"]
 
 
 class _Inline:
@@ -108,20 +108,26 @@ def run_batch(
     show_progress: bool = True,
     batch_size: int = 1,
     io_workers: int = 2,
+    naming: OutputNaming | None = None,
+    quality: int = 95,
 ) -> BatchSummary:
     """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on.
 
     Images of the same size go through the model ``batch_size`` at a time. With ``io_workers`` > 0, reading and
     preprocessing of upcoming images and the colour fix and writing of finished ones run in threads while the
-    model works. A batch that fails is retried image by image, so a bad file only fails itself.
+    model works. A batch that fails is retried image by image, so a bad file only fails itself. An output that
+    cannot be written fails its image (reported, counted in ``failures``); ``skip_existing`` skips an input only
+    when all its outputs are complete images (an empty or cut file is redone).
     """
+    naming = naming or OutputNaming()
     summary = BatchSummary()
     start = time.perf_counter()
     jobs = []
     for path in inputs:
-        targets = outputs_for(path.stem, out_dir, pairs, sweep_axes is not None)
-        if skip_existing and all(t.is_file() for t in targets):
+        targets = naming.targets(path.stem, out_dir, pairs, sweep_axes is not None)
+        if skip_existing and all(already_written(t) for t in targets):
             summary.skipped += 1
+            summary.skipped_outputs.extend(t.name for t in targets)
         else:
             jobs.append(_Job(path, targets))
     readers = ThreadPoolExecutor(io_workers, "pisasr-read") if io_workers else _Inline()
@@ -135,16 +141,26 @@ def run_batch(
         tqdm.write(f"error: {message}", file=sys.stderr)
         progress.update(1)
 
-    def write(job: _Job, decoded: dict) -> None:
+    def write(job: _Job, decoded: dict) -> list[Path]:
         results = {pair: pipe.finish(job.prepared, d[None]) for pair, d in decoded.items()}
         bit_depth = job.prepared.image.bit_depth
-        if sweep_axes is None:
-            save_image(results[pairs[0]], job.targets[0], bit_depth)
-            return
-        for pair, target in zip(pairs, job.targets):
-            save_image(results[pair], target, bit_depth)
-        sheet = contact_sheet(results, *sweep_axes)
-        atomic_write(job.targets[-1], partial(sheet.save, format="PNG"))
+        written: list[Path] = []
+        jobs = [
+            (target, partial(write_output, results[pair], target, bit_depth, quality))
+            for pair, target in zip(pairs, job.targets)
+        ]
+        if sweep_axes is not None:
+            jobs.append(
+                (job.targets[-1], partial(save_sheet, contact_sheet(results, *sweep_axes), job.targets[-1]))
+            )
+        for target, write_one in jobs:
+            try:
+                written.append(write_one())
+            except OSError as exc:
+                raise PiSAError(
+                    f"{job.path}: its output {target} could not be written ({exc.strerror or exc})"
+                ) from None
+        return written
 
     def run_model(group: list[_Job]) -> None:
         try:
@@ -167,10 +183,16 @@ def run_batch(
         while writes:
             job, future = writes.pop(0)
             try:
-                future.result()
+                written = future.result()
             except Exception as exc:
                 fail(job, exc)
                 continue
+            for path, target in zip(written, job.targets):
+                if path != target:
+                    summary.notes.append(
+                        f"{job.path.name} keeps what {target.suffix} cannot hold: written as {path.name}"
+                    )
+            summary.written.extend(path.name for path in written)
             summary.done += 1
             progress.update(1)
 
@@ -212,11 +234,6 @@ def run_batch(
         progress.close()
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def write_run_record(out_dir: Path, record: dict) -> None:
-    """``run.json``: settings, weights hash, versions; written atomically."""
-    atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, default=str))
 
 
 def package_versions() -> dict[str, str]:

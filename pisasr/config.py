@@ -7,6 +7,7 @@ that a type cannot (choices, ranges).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class InferenceConfig:
     # "0.5,1.0,1.5:0,0.5,1.0" (pix values : sem values) writes every pair and a contact sheet.
     sweep: str | None = None
     skip_existing: bool = False
+    # Output names: <stem><suffix>.<ext>; jpg/webp are 8-bit (an image with alpha or 16 bits goes to PNG instead).
+    suffix: str = ""
+    ext: str = "png"  # png | jpg | webp
+    quality: int = 95  # jpg/webp quality
     lambda_pix: float = 1.0
     lambda_sem: float = 1.0
     upscale: int = 4
@@ -201,6 +206,7 @@ _CHOICES = {
     "inference.color_fix": ("adain", "wavelet", "none"),
     "inference.dtype": ("fp32", "fp16", "bf16"),
     "inference.resample": ("pil", "torch"),
+    "inference.ext": ("png", "jpg", "webp"),
     "inference.pix_unet": ("auto", "subtract", "copy"),
     "inference.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.stage": ("pix", "sem", "both"),
@@ -281,6 +287,13 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"inference.{name}={inf[name]} must be >= 1")
     if inf.io_workers < 0:
         raise ConfigError(f"inference.io_workers={inf.io_workers} must be >= 0")
+    for name in ("lambda_pix", "lambda_sem"):
+        if not math.isfinite(inf[name]):
+            raise ConfigError(f"inference.{name}={inf[name]} is not a finite number")
+    if not 1 <= inf.quality <= 100:
+        raise ConfigError(f"inference.quality={inf.quality} must be between 1 and 100")
+    if "/" in inf.suffix or "\\" in inf.suffix:
+        raise ConfigError(f"inference.suffix={inf.suffix!r} must be a name part, without path separators")
     tagger = cfg.data.tagger
     if tagger.enabled and cfg.data.prompts:
         raise ConfigError(

@@ -183,3 +183,22 @@ def save_image(image: torch.Tensor, path: str | os.PathLike, bit_depth: int = 8)
             raise OSError(f"cannot write {path}")
 
     return atomic_write(path, write, suffix=".png")
+
+
+def from_array(array: np.ndarray) -> LoadedImage:
+    """HxW or HxWxC (C = 1..4, RGB order) numpy image -> LoadedImage.
+
+    uint8 is 8-bit, uint16 16-bit; floats must lie in [0, 1] and keep 16-bit precision through resizing.
+    """
+    array = np.asarray(array)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise ImageError(f"array of shape {array.shape}: expected HxW or HxWxC with C = 1, 2, 3 or 4")
+    if array.dtype == np.uint8:
+        return _split(array, 255.0, 8, None)
+    if array.dtype == np.uint16:
+        return _split(array, 65535.0, 16, None)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ImageError(f"{array.dtype} array: float images must hold finite values in [0, 1]")
+        return _split(array.astype(np.float32), 1.0, 16, None)
+    raise ImageError(f"array of dtype {array.dtype}: expected uint8, uint16 or float in [0, 1]")

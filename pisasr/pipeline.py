@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -37,11 +38,12 @@ from pisasr.color import apply_color_fix
 from pisasr.config import InferenceConfig, PiSAConfig, validate
 from pisasr.devices import resolve_device, resolve_dtype
 from pisasr.errors import ConfigError
-from pisasr.image_io import LoadedImage, assemble, from_pil, read_image, to_pil
+from pisasr.image_io import LoadedImage, assemble, from_array, from_pil, read_image, to_pil
 from pisasr.model.base import FrozenBase, encode_prompts, ensure_tiny_base, load_base, load_text_encoder
 from pisasr.model.checkpoint import check_base, load_checkpoint
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 from pisasr.resize import quantize_like_to_pil, resize_image
+from pisasr.sweep import check_lambda
 from pisasr.tiling import needs_tiling, tiled_apply
 
 Pair = tuple[float, float]
@@ -108,6 +110,11 @@ class Latents:
                 raise ValueError("these latents have no eps_pix; predict with a pair whose lambdas differ")
             z = z - (lambda_pix - lambda_sem) * self.eps_pix
         return z
+
+
+def checked_pair(pair: Sequence[float]) -> Pair:
+    """``(lambda_pix, lambda_sem)`` as floats; nan or inf is a ``ConfigError`` (they would decode to black)."""
+    return check_lambda(float(pair[0]), "lambda_pix"), check_lambda(float(pair[1]), "lambda_sem")
 
 
 def passes_for(pairs: Sequence[Pair]) -> tuple[bool, bool]:
@@ -333,7 +340,7 @@ class Pipeline:
     @torch.no_grad()
     def render(self, latents: Latents, prepared: Sequence[Prepared], pair: Pair) -> list[torch.Tensor]:
         """Decode one (lambda_pix, lambda_sem) pair for every image of a batch -> [C, H, W] in [0, 1] each."""
-        decoded = self.decode(latents.combine(float(pair[0]), float(pair[1])))
+        decoded = self.decode(latents.combine(*checked_pair(pair)))
         return [self.finish(p, d[None]) for p, d in zip(prepared, decoded)]
 
     def finish(self, prepared: Prepared, decoded: torch.Tensor) -> torch.Tensor:
@@ -365,7 +372,7 @@ class Pipeline:
     def restore_prepared(
         self, prepared: Sequence[Prepared], pairs: Sequence[Pair]
     ) -> list[dict[Pair, torch.Tensor]]:
-        pairs = [(float(p), float(s)) for p, s in pairs]
+        pairs = [checked_pair(pair) for pair in pairs]
         latents = self.predict(prepared, pairs)
         results: list[dict[Pair, torch.Tensor]] = [{} for _ in prepared]
         for pair in pairs:
@@ -383,14 +390,22 @@ class Pipeline:
 
     def __call__(
         self,
-        image: Image.Image | str | os.PathLike,
+        image: Image.Image | np.ndarray | str | os.PathLike,
         lambda_pix: float | None = None,
         lambda_sem: float | None = None,
     ) -> Image.Image:
-        """PIL image or path in, 8-bit PIL image out (use ``restore`` + ``save_image`` for 16-bit)."""
-        loaded = from_pil(image) if isinstance(image, Image.Image) else read_image(image)
-        pair = (
-            self.options.lambda_pix if lambda_pix is None else lambda_pix,
-            self.options.lambda_sem if lambda_sem is None else lambda_sem,
+        """A path, PIL image or numpy array (HxW or HxWxC; uint8, uint16 or float in [0, 1]) in, 8-bit PIL image
+        out (use ``restore`` + ``save_image`` for 16-bit)."""
+        if isinstance(image, Image.Image):
+            loaded = from_pil(image)
+        elif isinstance(image, np.ndarray):
+            loaded = from_array(image)
+        else:
+            loaded = read_image(image)
+        pair = checked_pair(
+            (
+                self.options.lambda_pix if lambda_pix is None else lambda_pix,
+                self.options.lambda_sem if lambda_sem is None else lambda_sem,
+            )
         )
-        return to_pil(self.restore(loaded, [pair])[(float(pair[0]), float(pair[1]))])
+        return to_pil(self.restore(loaded, [pair])[pair])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
@@ -23,7 +25,16 @@ def parse_sweep(spec: str) -> tuple[list[float], list[float]]:
         ) from None
     if not values[0] or not values[1]:
         raise ConfigError(f"--sweep {spec!r} needs at least one pix value and one sem value")
+    for value in values[0] + values[1]:
+        check_lambda(value, f"--sweep {spec!r}")
     return values
+
+
+def check_lambda(value: float, name: str) -> float:
+    """A lambda must be a finite number: nan or inf would write black images that count as restored."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {value} is not a finite number (lambdas are finite, e.g. 0.5 or 1.5)")
+    return value
 
 
 def format_lambda(value: float) -> str:
@@ -31,8 +42,8 @@ def format_lambda(value: float) -> str:
     return text if "." in text or "e" in text else f"{text}.0"
 
 
-def sweep_name(stem: str, lambda_pix: float, lambda_sem: float) -> str:
-    return f"{stem}_pix{format_lambda(lambda_pix)}_sem{format_lambda(lambda_sem)}.png"
+def sweep_name(stem: str, lambda_pix: float, lambda_sem: float, ext: str = "png") -> str:
+    return f"{stem}_pix{format_lambda(lambda_pix)}_sem{format_lambda(lambda_sem)}.{ext}"
 
 
 def contact_sheet(

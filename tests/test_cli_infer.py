@@ -57,7 +57,8 @@ def test_skip_existing_and_run_record(tiny_base, trained_checkpoint, lr_dir, tmp
     out = tmp_path / "out"
     assert infer("-i", lr_dir, "--weights", trained_checkpoint, *common(tiny_base, out)) == 0
     stamp = (out / "a.png").stat().st_mtime_ns
-    record = json.loads((out / "run.json").read_text())
+    record = json.loads((out / "run.json").read_text())["runs"][-1]
+    assert record["written"] == ["a.png", "b.png"]
     from pisasr.model.checkpoint import file_sha256
 
     weights_file = Path(trained_checkpoint) / "pisasr_adapters.safetensors"
@@ -70,6 +71,77 @@ def test_skip_existing_and_run_record(tiny_base, trained_checkpoint, lr_dir, tmp
     assert "0 restored, 2 skipped" in capsys.readouterr().err
     assert (out / "a.png").stat().st_mtime_ns == stamp
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    # the record keeps the first run's settings for the images it made; the skipping run adds its own entry
+    runs = json.loads((out / "run.json").read_text())["runs"]
+    assert len(runs) == 2 and runs[0] == record
+    assert runs[1]["written"] == [] and runs[1]["skipped_existing"] == ["a.png", "b.png"]
+
+
+def test_skip_existing_redoes_empty_and_cut_outputs(tiny_base, lr_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert infer("-i", lr_dir, *common(tiny_base, out)) == 0
+    (out / "a.png").write_bytes(b"")
+    (out / "b.png").write_bytes((out / "b.png").read_bytes()[:100])
+    capsys.readouterr()
+    assert infer("-i", lr_dir, "--skip_existing", *common(tiny_base, out)) == 0
+    assert "2 restored, 0 skipped" in capsys.readouterr().err
+    assert Image.open(out / "a.png").size == (96, 80) and Image.open(out / "b.png").size == (80, 112)
+
+
+def test_output_that_would_overwrite_an_input_is_refused(tiny_base, lr_dir, capsys):
+    before = {p.name: p.read_bytes() for p in lr_dir.iterdir()}
+    assert infer("-i", lr_dir, *common(tiny_base, lr_dir)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"would overwrite the input {lr_dir / 'a.png'}" in err and "--suffix" in err
+    assert {p.name: p.read_bytes() for p in lr_dir.iterdir()} == before  # nothing touched
+    # a suffix makes the same folder safe; a second run does not upscale the results again (stems differ)
+    assert infer("-i", lr_dir / "a.png", "--suffix", "_x4", *common(tiny_base, lr_dir)) == 0
+    assert (
+        Image.open(lr_dir / "a_x4.png").size == (96, 80)
+        and (lr_dir / "a.png").read_bytes() == before["a.png"]
+    )
+    assert infer("-i", lr_dir / "b.jpg", "--ext", "png", *common(tiny_base, lr_dir)) == 0  # b.jpg -> b.png
+    assert (lr_dir / "b.jpg").read_bytes() == before["b.jpg"]
+
+
+def test_suffix_and_formats(tiny_base, tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    image_file(src / "rgb.png", (24, 20))
+    image_file(src / "rgba.png", (24, 20), mode="RGBA", seed=2)
+    out = tmp_path / "out"
+    assert infer("-i", src, "--suffix", "_x4", "--ext", "jpg", *common(tiny_base, out)) == 0
+    assert Image.open(out / "rgb_x4.jpg").format == "JPEG"
+    # JPEG has no alpha: that image goes to PNG (nothing dropped) and the summary says so
+    assert Image.open(out / "rgba_x4.png").mode == "RGBA" and not (out / "rgba_x4.jpg").exists()
+    assert "written as rgba_x4.png" in capsys.readouterr().err
+    assert (
+        infer("-i", src, "--ext", "jpg", "--suffix", "_x4", "--skip_existing", *common(tiny_base, out)) == 0
+    )
+    assert "0 restored, 2 skipped" in capsys.readouterr().err  # the PNG fallback counts as written
+    assert infer("-i", src / "rgba.png", "--ext", "webp", *common(tiny_base, out)) == 0
+    webp = Image.open(out / "rgba.webp")
+    assert webp.format == "WEBP" and webp.mode == "RGBA"
+
+
+def test_failed_write_is_reported_and_counted(tiny_base, lr_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)  # the rename onto a folder fails: a real failed write
+    assert infer("-i", lr_dir, *common(tiny_base, out)) == 1
+    err = capsys.readouterr().err
+    assert f"its output {out / 'a.png'} could not be written" in err
+    assert "1 restored, 0 skipped (existing), 1 failed" in err and "Traceback" not in err
+    assert Image.open(out / "b.png").size == (80, 112)
+    assert json.loads((out / "run.json").read_text())["runs"][-1]["written"] == ["b.png"]
+
+
+@pytest.mark.parametrize("flag", [["--lambda_sem", "nan"], ["--lambda_pix", "inf"], ["--sweep", "1,nan:1"]])
+def test_non_finite_lambdas_are_refused(tiny_base, lr_dir, tmp_path, capsys, flag):
+    out = tmp_path / "out"
+    assert infer("-i", lr_dir, *flag, *common(tiny_base, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not a finite number" in err and "\n" not in err
+    assert not list(out.glob("*.png"))
 
 
 def test_sweep_writes_every_pair_and_a_sheet(tiny_base, trained_checkpoint, lr_dir, tmp_path):
@@ -151,6 +223,10 @@ def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 
 
+def _umask_022():
+    os.umask(0o022)
+
+
 def test_real_process_error_has_no_traceback(tmp_path):
     done = subprocess.run(
         [sys.executable, "scripts/infer.py", "-i", str(tmp_path / "missing.png"), "-o", str(tmp_path)],
@@ -184,6 +260,7 @@ def test_two_processes_split_the_inputs(tiny_base, trained_checkpoint, tmp_path)
         capture_output=True,
         text=True,
         env=_env(),
+        preexec_fn=_umask_022,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -191,4 +268,8 @@ def test_two_processes_split_the_inputs(tiny_base, trained_checkpoint, tmp_path)
     assert (
         "5 restored, 0 skipped (existing), 0 failed" in done.stderr
     )  # each written once, not once per process
-    assert json.loads((out / "run.json").read_text())["num_processes"] == 2
+    record = json.loads((out / "run.json").read_text())["runs"][-1]
+    assert record["num_processes"] == 2 and record["written"] == [f"img{i}.png" for i in range(5)]
+    assert "terminate called" not in done.stderr  # both processes exit in order
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert set(modes.values()) == {0o644}, modes  # the umask's mode (022 here), not mkstemp's 0600

@@ -1,5 +1,7 @@
 """The inference object against an independent, unmerged implementation of the method."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,3 +138,52 @@ def test_unknown_option_is_a_config_error(tiny_base):
 
     with pytest.raises(ConfigError, match="colour_fix"):
         Pipeline.from_pretrained(tiny_base, colour_fix="adain")
+
+
+def test_call_takes_arrays_paths_and_pil_alike(pipe, tmp_path):
+    """``pipe(x)`` on a uint8, uint16 or float array gives what the same picture gives from a file."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    array8 = (_image(seed=7).rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(array8).save(tmp_path / "x.png")
+    from_file = np.asarray(pipe(tmp_path / "x.png", 1.0, 0.5))
+    assert np.array_equal(np.asarray(pipe(array8, 1.0, 0.5)), from_file)
+    assert np.array_equal(np.asarray(pipe(Image.fromarray(array8), 1.0, 0.5)), from_file)
+    as16 = array8.astype(np.uint16) * 257 + np.arange(40, dtype=np.uint16)[:, None]  # below 8-bit precision
+    cv2.imwrite(str(tmp_path / "x16.png"), np.ascontiguousarray(as16[:, :, ::-1]))
+    from_16bit_file = np.asarray(pipe(tmp_path / "x16.png", 1.0, 0.5))
+    assert np.array_equal(np.asarray(pipe(as16, 1.0, 0.5)), from_16bit_file)
+    as_float = as16.astype(np.float32) / 65535.0  # floats keep 16-bit precision
+    assert np.array_equal(np.asarray(pipe(as_float, 1.0, 0.5)), from_16bit_file)
+    gray = np.asarray(pipe(array8[:, :, 0]))
+    assert gray.shape == (128, 160)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [("float_range", "finite values in [0, 1]"), ("shape", "expected HxW or HxWxC"), ("dtype", "int64")],
+)
+def test_bad_arrays_are_one_line_errors(pipe, bad, message):
+    import numpy as np
+
+    from pisasr.errors import ImageError
+
+    array = {
+        "float_range": np.full((8, 8, 3), 2.0, np.float32),
+        "shape": np.zeros((8, 8, 5), np.uint8),
+        "dtype": np.zeros((8, 8, 3), np.int64),
+    }[bad]
+    with pytest.raises(ImageError, match=re.escape(message)):
+        pipe(array)
+
+
+@pytest.mark.parametrize("pair", [(float("nan"), 1.0), (1.0, float("inf")), (1.0, -float("inf"))])
+def test_non_finite_lambdas_are_refused_by_the_api(pipe, pair):
+    from pisasr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a finite number"):
+        pipe(_image(seed=8).rgb.permute(1, 2, 0).numpy(), *pair)
+    with pytest.raises(ConfigError, match="not a finite number"):
+        pipe.restore(_image(seed=8), [pair])

@@ -38,6 +38,8 @@ FLAGS = {
     "device": "inference.device",
     "dtype": "inference.dtype",
     "skip_existing": "inference.skip_existing",
+    "suffix": "inference.suffix",
+    "ext": "inference.ext",
     "resample": "inference.resample",
     "batch_size": "inference.batch_size",
     "io_workers": "inference.io_workers",
@@ -93,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run adapters on a base other than the one they were trained on",
     )
+    p.add_argument("--suffix", help="added to each output's name, e.g. _x4 (a.png -> a_x4.png)")
+    p.add_argument(
+        "--ext", choices=["png", "jpg", "webp"], help="output format (default png; jpg/webp are 8-bit)"
+    )
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.vae_tile=512")
     return p
 
@@ -114,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import PartialState
 
-    from pisasr.batch import check_unique_stems, check_writable, package_versions, run_batch, write_run_record
+    from pisasr.batch import check_unique_stems, check_writable, package_versions, run_batch
     from pisasr.devices import resolve_device
     from pisasr.image_io import list_inputs
     from pisasr.model.checkpoint import file_sha256, resolve_weights_file
+    from pisasr.outputs import OutputNaming, append_run_record, refuse_overwriting_inputs
     from pisasr.pipeline import Pipeline
     from pisasr.sweep import parse_sweep
 
@@ -125,12 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     inputs = list_inputs(o.input)
     check_unique_stems(inputs)
     out_dir = Path(o.output_dir)
-    check_writable(out_dir)
     if o.sweep:
         axes = parse_sweep(o.sweep)
         pairs = [(p, s) for p in axes[0] for s in axes[1]]
     else:
         axes, pairs = None, [(float(o.lambda_pix), float(o.lambda_sem))]
+    naming = OutputNaming(o.suffix, o.ext)
+    refuse_overwriting_inputs(
+        inputs, [naming.targets(p.stem, out_dir, pairs, axes is not None) for p in inputs]
+    )
+    check_writable(out_dir)
 
     # On a machine without an accelerator, `accelerate launch --multi_gpu` processes join a gloo (CPU) group only
     # when asked for the CPU explicitly.
@@ -143,20 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             "note: no --weights given: the adapters are untrained, so this is the base model's output",
             file=sys.stderr,
         )
-    if state.is_main_process:
-        weights = cfg.model.weights
-        write_run_record(
-            out_dir,
-            {
-                "command": sys.argv,
-                "config": OmegaConf.to_container(cfg, resolve=True),
-                "weights_sha256": file_sha256(resolve_weights_file(weights)) if weights else None,
-                "device": str(pipe.device),
-                "dtype": str(pipe.dtype),
-                "num_processes": state.num_processes,
-                "versions": package_versions(),
-            },
-        )
+    weights = cfg.model.weights
+    record = {
+        "command": sys.argv,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "weights_sha256": file_sha256(resolve_weights_file(weights)) if weights else None,
+        "device": str(pipe.device),
+        "dtype": str(pipe.dtype),
+        "num_processes": state.num_processes,
+        "versions": package_versions(),
+    }
     shard = inputs[state.process_index :: state.num_processes]
     summary = run_batch(
         pipe,
@@ -168,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         show_progress=state.is_main_process,
         batch_size=o.batch_size,
         io_workers=o.io_workers,
+        naming=naming,
+        quality=o.quality,
     )
     if state.num_processes > 1:
         from accelerate.utils import gather_object
@@ -176,8 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         summary = parts[0]
         for part in parts[1:]:
             summary.merge(part)
-    if state.is_main_process:
+    if state.is_main_process:  # the record says which images *this* run wrote, with these settings
+        record.update(
+            written=sorted(summary.written),
+            skipped_existing=sorted(summary.skipped_outputs),
+            failed=sorted(message for _, message in summary.failures),
+        )
+        append_run_record(out_dir, record)
         print(summary.report(), file=sys.stderr)
+    if (
+        state.use_distributed
+    ):  # an orderly exit: gloo's threads otherwise abort the process at interpreter exit
+        state.wait_for_everyone()
+        state.destroy_process_group()
     return 1 if summary.failures else 0
 
 
