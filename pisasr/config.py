@@ -91,7 +91,11 @@ class InferenceConfig:
     # torch.compile UNet and VAE; the compiled kernels are cached in compile_cache_dir across runs.
     compile: bool = False
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
-    compile_cache_dir: str | None = ".cache/torch-compile"
+    # null: ~/.cache/pisasr/torch-compile ($XDG_CACHE_HOME honoured); replaces TORCHINDUCTOR_CACHE_DIR.
+    compile_cache_dir: str | None = None
+    # Shapes: auto (torch's rule: a second size compiles shape-generic kernels) | true (generic from the start) |
+    # false (one static graph per size: fastest kernels for a folder of one size).
+    compile_dynamic: str = "auto"
     # Images of the same size restored together through encode, UNet and decode (CLI folders).
     batch_size: int = 1
     # Threads that read and preprocess upcoming images and write finished ones while the model runs.
@@ -207,6 +211,7 @@ _CHOICES = {
     "inference.dtype": ("fp32", "fp16", "bf16"),
     "inference.resample": ("pil", "torch"),
     "inference.ext": ("png", "jpg", "webp"),
+    "inference.compile_dynamic": ("auto", "true", "false"),
     "inference.pix_unet": ("auto", "subtract", "copy"),
     "inference.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "train.stage": ("pix", "sem", "both"),

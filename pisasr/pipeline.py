@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
-import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from pisasr.color import apply_color_fix
+from pisasr.compiled import CompileWatch, compile_modules, use_cache_dir
 from pisasr.config import InferenceConfig, PiSAConfig, validate
 from pisasr.devices import resolve_device, resolve_dtype
 from pisasr.errors import ConfigError
@@ -159,7 +158,7 @@ class Pipeline:
         self.set_vae_tile(options.vae_tile)
         self._prompt_cache: dict[str, torch.Tensor] = {}
         self.calls = {"encode": 0, "unet": 0, "decode": 0}  # model invocations, for tests and the demo
-        self._compiled_pending = False
+        self.compile_watch: CompileWatch | None = None
         if options.compile:
             self._compile()
 
@@ -219,14 +218,10 @@ class Pipeline:
     def _compile(self) -> None:
         """``torch.compile`` the UNet(s) and the VAE's encoder and decoder in place; kernels cached on disk."""
         o = self.options
-        if o.compile_cache_dir:
-            cache = Path(o.compile_cache_dir).resolve()
-            cache.mkdir(parents=True, exist_ok=True)
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
-        for module in (self.unet, self.unet_pix, self.vae.encoder, self.vae.decoder):
-            if module is not None:
-                module.compile(mode=o.compile_mode, dynamic=False)
-        self._compiled_pending = True
+        self.compile_watch = CompileWatch(use_cache_dir(o.compile_cache_dir))
+        compile_modules(
+            [self.unet, self.unet_pix, self.vae.encoder, self.vae.decoder], o.compile_mode, o.compile_dynamic
+        )
 
     # -- building blocks -------------------------------------------------------------------------------------
     def prompt_embedding(self, prompt: str = "") -> torch.Tensor:
@@ -319,23 +314,16 @@ class Pipeline:
         keys = {p.batch_key for p in prepared}
         if len(keys) != 1:
             raise ValueError(f"a batch needs images of one size, got {sorted(keys)}")
-        start = time.perf_counter() if self._compiled_pending else None
         x = torch.cat([p.model_input for p in prepared])
-        z_lr = self.encode(x).float()
         full, pix = passes_for(pairs)
-        latents = Latents(
-            z_lr,
-            self.noise_prediction(z_lr, "full") if full else None,
-            self.noise_prediction(z_lr, "pix") if pix else None,
-        )
-        if start is not None:
-            self._compiled_pending = False
-            print(
-                f"note: first compiled call took {time.perf_counter() - start:.1f} s (compilation, once per "
-                f"size; kernels cached in {self.options.compile_cache_dir})",
-                file=sys.stderr,
+        passes = "+".join(name for name, needed in (("full", full), ("pix", pix)) if needed)
+        with self.compile_watch.call(x.shape, passes) if self.compile_watch else nullcontext():
+            z_lr = self.encode(x).float()
+            return Latents(
+                z_lr,
+                self.noise_prediction(z_lr, "full") if full else None,
+                self.noise_prediction(z_lr, "pix") if pix else None,
             )
-        return latents
 
     @torch.no_grad()
     def render(self, latents: Latents, prepared: Sequence[Prepared], pair: Pair) -> list[torch.Tensor]:

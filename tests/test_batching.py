@@ -75,7 +75,9 @@ def test_text_encoder_is_loaded_only_to_embed_and_not_kept(small_pipe):
 
 
 @pytest.mark.slow
-def test_compiled_equals_eager(tiny_base, trained_checkpoint, small_pipe, tmp_path):
+def test_compiled_equals_eager(tiny_base, trained_checkpoint, small_pipe, tmp_path, capsys, monkeypatch):
+    # importing torch has already pointed inductor at its default folder; the configured one must win anyway
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
     compiled = Pipeline.from_pretrained(
         tiny_base,
         trained_checkpoint,
@@ -87,6 +89,13 @@ def test_compiled_equals_eager(tiny_base, trained_checkpoint, small_pipe, tmp_pa
     image = _images(1)[0]  # the default pair: one compiled UNet graph (others recompile, too slow for CI)
     ours, eager = compiled.restore(image), small_pipe.restore(image)
     torch.testing.assert_close(ours[(1.0, 1.0)], eager[(1.0, 1.0)], rtol=0, atol=1e-4)
+    cache = tmp_path / "cache"
+    assert any(p.is_file() for p in cache.rglob("*")), "no kernels in the configured cache folder"
+    assert not (tmp_path / "elsewhere").exists()
+    err = capsys.readouterr().err
+    assert err.count("note: compiled for 96x128 (batch 1, full)") == 1 and str(cache) in err
+    compiled.restore(image)  # the same size again: no compile, no note
+    assert "note: compiled" not in capsys.readouterr().err
 
 
 def test_cli_batches_and_threads_give_the_same_files(tiny_base, trained_checkpoint, tmp_path, capsys):
@@ -111,4 +120,5 @@ def test_cli_batches_and_threads_give_the_same_files(tiny_base, trained_checkpoi
     for name in names:
         a = np.asarray(Image.open(tmp_path / "plain" / name), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "fast" / name), dtype=np.int16)
-        assert np.abs(a - b).max() <= 1
+        assert np.abs(a - b).max() <= 1  # the README's stated tolerance: one 8-bit level,
+        assert (a != b).mean() < 0.01  # on a few pixels (0.2% measured)

@@ -273,3 +273,11 @@ def test_two_processes_split_the_inputs(tiny_base, trained_checkpoint, tmp_path)
     assert "terminate called" not in done.stderr  # both processes exit in order
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
     assert set(modes.values()) == {0o644}, modes  # the umask's mode (022 here), not mkstemp's 0600
+
+
+def test_list_paths_are_relative_to_the_list(tiny_base, lr_dir, tmp_path, capsys):
+    (lr_dir / "list.txt").write_text("a.png\n# not this one\n\nb.jpg\n")
+    assert Path.cwd() != lr_dir
+    out = tmp_path / "out"
+    assert infer("-i", lr_dir / "list.txt", *common(tiny_base, out)) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
