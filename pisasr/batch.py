@@ -28,7 +28,9 @@ class BatchSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # output file names, for the run record
     skipped_outputs: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(
+        default_factory=list
+    )  # PNGs written instead of a format that could not hold them
 
     def merge(self, other: BatchSummary) -> None:
         self.done += other.done
@@ -37,14 +39,18 @@ class BatchSummary:
         self.failures.extend(other.failures)
         self.written.extend(other.written)
         self.skipped_outputs.extend(other.skipped_outputs)
-        self.notes.extend(other.notes)
+        self.fallbacks.extend(other.fallbacks)
 
     def report(self) -> str:
         mean = f", {self.seconds / self.done:.2f} s per image" if self.done else ""
         lines = [
             f"{self.done} restored, {self.skipped} skipped (existing), {len(self.failures)} failed{mean}"
         ]
-        lines += [f"  note: {message}" for message in self.notes]
+        if self.fallbacks:
+            lines.append(
+                f"  note: {len(self.fallbacks)} outputs hold alpha or 16 bits, which the requested format cannot: "
+                f"written as PNG ({', '.join(sorted(self.fallbacks)[:3])}{', ...' if len(self.fallbacks) > 3 else ''})"
+            )
         lines += [f"  failed: {message}" for _, message in self.failures]
         return "\n".join(lines)
 
@@ -58,16 +64,6 @@ def check_writable(folder: Path) -> None:
         raise PiSAError(
             f"output folder {folder} is not writable ({exc.strerror or exc}); choose another with -o"
         ) from None
-
-
-def check_unique_stems(inputs: list[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for path in inputs:
-        if path.stem in seen:
-            raise PiSAError(
-                f"inputs {seen[path.stem]} and {path} would both be written as {path.stem}.png; rename one"
-            )
-        seen[path.stem] = path
 
 
 class _Inline:
@@ -110,6 +106,7 @@ def run_batch(
     io_workers: int = 2,
     naming: OutputNaming | None = None,
     quality: int = 95,
+    summary: BatchSummary | None = None,
 ) -> BatchSummary:
     """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on.
 
@@ -120,7 +117,9 @@ def run_batch(
     when all its outputs are complete images (an empty or cut file is redone).
     """
     naming = naming or OutputNaming()
-    summary = BatchSummary()
+    summary = (
+        summary if summary is not None else BatchSummary()
+    )  # filled as it goes: an interrupted run has it
     start = time.perf_counter()
     jobs = []
     for path in inputs:
@@ -141,26 +140,28 @@ def run_batch(
         tqdm.write(f"error: {message}", file=sys.stderr)
         progress.update(1)
 
-    def write(job: _Job, decoded: dict) -> list[Path]:
+    def write(job: _Job, decoded: dict) -> None:
+        """Colour-fix and write one image's outputs; each file is recorded as soon as it is on disk."""
         results = {pair: pipe.finish(job.prepared, d[None]) for pair, d in decoded.items()}
         bit_depth = job.prepared.image.bit_depth
-        written: list[Path] = []
-        jobs = [
+        steps = [
             (target, partial(write_output, results[pair], target, bit_depth, quality))
             for pair, target in zip(pairs, job.targets)
         ]
         if sweep_axes is not None:
-            jobs.append(
-                (job.targets[-1], partial(save_sheet, contact_sheet(results, *sweep_axes), job.targets[-1]))
-            )
-        for target, write_one in jobs:
+            sheet = job.targets[-1]
+            steps.append((sheet, partial(save_sheet, contact_sheet(results, *sweep_axes), sheet)))
+        for target, write_one in steps:
             try:
-                written.append(write_one())
-            except OSError as exc:
-                raise PiSAError(
-                    f"{job.path}: its output {target} could not be written ({exc.strerror or exc})"
-                ) from None
-        return written
+                path = write_one()
+            except (OSError, ValueError) as exc:
+                reason = (
+                    exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+                )
+                raise PiSAError(f"{job.path}: its output {target} could not be written ({reason})") from None
+            summary.written.append(path.name)
+            if path != target:
+                summary.fallbacks.append(path.name)
 
     def run_model(group: list[_Job]) -> None:
         try:
@@ -183,16 +184,10 @@ def run_batch(
         while writes:
             job, future = writes.pop(0)
             try:
-                written = future.result()
+                future.result()
             except Exception as exc:
                 fail(job, exc)
                 continue
-            for path, target in zip(written, job.targets):
-                if path != target:
-                    summary.notes.append(
-                        f"{job.path.name} keeps what {target.suffix} cannot hold: written as {path.name}"
-                    )
-            summary.written.extend(path.name for path in written)
             summary.done += 1
             progress.update(1)
 

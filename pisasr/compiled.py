@@ -17,7 +17,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from torch import nn
+
+from pisasr.errors import ConfigError
 
 DYNAMIC = {"auto": None, "true": True, "false": False}
 
@@ -29,9 +32,26 @@ def default_cache_dir() -> Path:
 
 
 def use_cache_dir(folder: str | os.PathLike | None) -> Path:
-    """Point inductor (and Triton, unless told otherwise) at ``folder``; None: the pisasr user cache."""
-    cache = Path(folder).expanduser().resolve() if folder else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    """Point inductor (and Triton, unless told otherwise) at ``folder``.
+
+    None: a ``TORCHINDUCTOR_CACHE_DIR`` the user set is kept; the one torch sets for itself at import (its
+    default, a temporary folder) gives way to the pisasr user cache.
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default
+
+    own = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if folder:
+        cache = Path(folder).expanduser().resolve()
+    elif own and Path(own).resolve() != Path(torch_default()).resolve():
+        cache = Path(own)
+    else:
+        cache = default_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"inference.compile_cache_dir: cannot create {cache} ({exc.strerror or exc}); choose another folder"
+        ) from None
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     if "TRITON_CACHE_DIR" not in os.environ:
         os.environ["TRITON_CACHE_DIR"] = str(cache / "triton")
@@ -45,24 +65,27 @@ def compile_modules(modules: list[nn.Module | None], mode: str, dynamic: str) ->
 
 
 class CompileWatch:
-    """Times the first call per input size and says that it compiled, where the kernels went and why."""
+    """Around each model call that may compile: says when it did (a new size, pass or decode), how long it
+    took and where the kernels went. A call that reuses compiled graphs prints nothing."""
 
     def __init__(self, cache: Path):
         self.cache = cache
-        self.seen: set[tuple] = set()
 
     @contextmanager
     def call(self, shape: tuple[int, ...], passes: str):
-        """Around one ``predict`` of a batch of ``shape`` ([B, C, H, W]) running ``passes``."""
-        key = (tuple(shape), passes)
-        if key in self.seen:
-            yield
-            return
+        """Around one call on a batch of ``shape`` ([B, C, H, W]) running ``passes`` (e.g. "full+pix", "decode")."""
+        graphs = _compiled_graphs()
         start = time.perf_counter()
         yield
-        self.seen.add(key)
+        if _compiled_graphs() == graphs:
+            return
         print(
             f"note: compiled for {shape[-2]}x{shape[-1]} (batch {shape[0]}, {passes}) in "
-            f"{time.perf_counter() - start:.1f} s; once per size, kernels cached in {self.cache} for later runs",
+            f"{time.perf_counter() - start:.1f} s; kernels cached in {self.cache} for later runs",
             file=sys.stderr,
         )
+
+
+def _compiled_graphs() -> int:
+    """How many graphs Dynamo has compiled in this process so far."""
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])

@@ -5,25 +5,30 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-_UMASK_LOCK = threading.Lock()
+
+def _umask_by_setting_it() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Where /proc is missing (macOS), the umask can only be read by setting it, which is not safe while other threads
+# create files: read once, at import, in the importing thread.
+_UMASK_AT_IMPORT = _umask_by_setting_it()
 
 
 def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (other threads may be creating files)."""
+    """The process umask, read live from /proc where it exists (without changing it)."""
     try:
         match = re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.MULTILINE)
         if match:
             return int(match.group(1), 8)
     except OSError:
         pass
-    with _UMASK_LOCK:  # no /proc: the only portable way is to set it and put it back
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
+    return _UMASK_AT_IMPORT
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str = "") -> Path:

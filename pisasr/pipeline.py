@@ -274,7 +274,9 @@ class Pipeline:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         self.calls["decode"] += 1
-        return self.vae.decode((z / self.vae.config.scaling_factor).to(self.dtype)).sample.float().clone()
+        out_shape = (*z.shape[:2], z.shape[-2] * self.vae_scale, z.shape[-1] * self.vae_scale)
+        with self.compile_watch.call(out_shape, "decode") if self.compile_watch else nullcontext():
+            return self.vae.decode((z / self.vae.config.scaling_factor).to(self.dtype)).sample.float().clone()
 
     @torch.no_grad()
     def noise_prediction(self, z: torch.Tensor, adapters: str) -> torch.Tensor:

@@ -64,3 +64,26 @@ def image_file(path, size=(40, 32), mode="RGB", seed=0):
     )
     img.save(path)
     return path
+
+
+def run_infer(*args) -> int:
+    """``scripts/infer.py ARGS`` in this process; returns its exit code."""
+    from pisasr.cli import run_cli
+    from pisasr.cli.infer import main
+
+    return run_cli(main, [str(a) for a in args])
+
+
+def infer_args(tiny_base, out, *extra) -> list:
+    """The flags every CLI test shares: output folder, tiny base, CPU, small process size."""
+    return ["-o", out, "--base", tiny_base, "--device", "cpu", "--process_size", "64", *extra]
+
+
+@pytest.fixture()
+def lr_dir(tmp_path):
+    """A folder with two small photos: a.png (24x20) and b.jpg (20x28)."""
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    image_file(folder / "a.png", (24, 20))
+    image_file(folder / "b.jpg", (20, 28), seed=1)
+    return folder

@@ -10,29 +10,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import accelerate_launch, image_file
+from conftest import infer_args as common
+from conftest import run_infer as infer
 from PIL import Image
 
-from pisasr.cli import run_cli
-from pisasr.cli.infer import main
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-def infer(*args):
-    return run_cli(main, [str(a) for a in args])
-
-
-@pytest.fixture()
-def lr_dir(tmp_path):
-    folder = tmp_path / "lr"
-    folder.mkdir()
-    image_file(folder / "a.png", (24, 20))
-    image_file(folder / "b.jpg", (20, 28), seed=1)
-    return folder
-
-
-def common(tiny_base, out, *extra):
-    return ["-o", out, "--base", tiny_base, "--device", "cpu", "--process_size", "64", *extra]
 
 
 def test_batch_goes_on_past_bad_files(tiny_base, trained_checkpoint, lr_dir, tmp_path, capsys):
@@ -75,64 +57,6 @@ def test_skip_existing_and_run_record(tiny_base, trained_checkpoint, lr_dir, tmp
     runs = json.loads((out / "run.json").read_text())["runs"]
     assert len(runs) == 2 and runs[0] == record
     assert runs[1]["written"] == [] and runs[1]["skipped_existing"] == ["a.png", "b.png"]
-
-
-def test_skip_existing_redoes_empty_and_cut_outputs(tiny_base, lr_dir, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert infer("-i", lr_dir, *common(tiny_base, out)) == 0
-    (out / "a.png").write_bytes(b"")
-    (out / "b.png").write_bytes((out / "b.png").read_bytes()[:100])
-    capsys.readouterr()
-    assert infer("-i", lr_dir, "--skip_existing", *common(tiny_base, out)) == 0
-    assert "2 restored, 0 skipped" in capsys.readouterr().err
-    assert Image.open(out / "a.png").size == (96, 80) and Image.open(out / "b.png").size == (80, 112)
-
-
-def test_output_that_would_overwrite_an_input_is_refused(tiny_base, lr_dir, capsys):
-    before = {p.name: p.read_bytes() for p in lr_dir.iterdir()}
-    assert infer("-i", lr_dir, *common(tiny_base, lr_dir)) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and f"would overwrite the input {lr_dir / 'a.png'}" in err and "--suffix" in err
-    assert {p.name: p.read_bytes() for p in lr_dir.iterdir()} == before  # nothing touched
-    # a suffix makes the same folder safe; a second run does not upscale the results again (stems differ)
-    assert infer("-i", lr_dir / "a.png", "--suffix", "_x4", *common(tiny_base, lr_dir)) == 0
-    assert (
-        Image.open(lr_dir / "a_x4.png").size == (96, 80)
-        and (lr_dir / "a.png").read_bytes() == before["a.png"]
-    )
-    assert infer("-i", lr_dir / "b.jpg", "--ext", "png", *common(tiny_base, lr_dir)) == 0  # b.jpg -> b.png
-    assert (lr_dir / "b.jpg").read_bytes() == before["b.jpg"]
-
-
-def test_suffix_and_formats(tiny_base, tmp_path, capsys):
-    src = tmp_path / "src"
-    src.mkdir()
-    image_file(src / "rgb.png", (24, 20))
-    image_file(src / "rgba.png", (24, 20), mode="RGBA", seed=2)
-    out = tmp_path / "out"
-    assert infer("-i", src, "--suffix", "_x4", "--ext", "jpg", *common(tiny_base, out)) == 0
-    assert Image.open(out / "rgb_x4.jpg").format == "JPEG"
-    # JPEG has no alpha: that image goes to PNG (nothing dropped) and the summary says so
-    assert Image.open(out / "rgba_x4.png").mode == "RGBA" and not (out / "rgba_x4.jpg").exists()
-    assert "written as rgba_x4.png" in capsys.readouterr().err
-    assert (
-        infer("-i", src, "--ext", "jpg", "--suffix", "_x4", "--skip_existing", *common(tiny_base, out)) == 0
-    )
-    assert "0 restored, 2 skipped" in capsys.readouterr().err  # the PNG fallback counts as written
-    assert infer("-i", src / "rgba.png", "--ext", "webp", *common(tiny_base, out)) == 0
-    webp = Image.open(out / "rgba.webp")
-    assert webp.format == "WEBP" and webp.mode == "RGBA"
-
-
-def test_failed_write_is_reported_and_counted(tiny_base, lr_dir, tmp_path, capsys):
-    out = tmp_path / "out"
-    (out / "a.png").mkdir(parents=True)  # the rename onto a folder fails: a real failed write
-    assert infer("-i", lr_dir, *common(tiny_base, out)) == 1
-    err = capsys.readouterr().err
-    assert f"its output {out / 'a.png'} could not be written" in err
-    assert "1 restored, 0 skipped (existing), 1 failed" in err and "Traceback" not in err
-    assert Image.open(out / "b.png").size == (80, 112)
-    assert json.loads((out / "run.json").read_text())["runs"][-1]["written"] == ["b.png"]
 
 
 @pytest.mark.parametrize("flag", [["--lambda_sem", "nan"], ["--lambda_pix", "inf"], ["--sweep", "1,nan:1"]])

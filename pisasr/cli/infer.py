@@ -120,27 +120,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import PartialState
 
-    from pisasr.batch import check_unique_stems, check_writable, package_versions, run_batch
+    from pisasr.batch import BatchSummary, check_writable, package_versions, run_batch
     from pisasr.devices import resolve_device
     from pisasr.image_io import list_inputs
     from pisasr.model.checkpoint import file_sha256, resolve_weights_file
-    from pisasr.outputs import OutputNaming, append_run_record, refuse_overwriting_inputs
+    from pisasr.outputs import (
+        OutputNaming,
+        RunRecord,
+        refuse_overwriting_inputs,
+        unique_inputs,
+        without_earlier_outputs,
+    )
     from pisasr.pipeline import Pipeline
     from pisasr.sweep import parse_sweep
 
     quiet_libraries()
-    inputs = list_inputs(o.input)
-    check_unique_stems(inputs)
     out_dir = Path(o.output_dir)
+    naming = OutputNaming(o.suffix, o.ext)
+    inputs, earlier = without_earlier_outputs(list_inputs(o.input), out_dir)
+    inputs = unique_inputs(inputs, naming)
     if o.sweep:
         axes = parse_sweep(o.sweep)
         pairs = [(p, s) for p in axes[0] for s in axes[1]]
     else:
         axes, pairs = None, [(float(o.lambda_pix), float(o.lambda_sem))]
-    naming = OutputNaming(o.suffix, o.ext)
-    refuse_overwriting_inputs(
-        inputs, [naming.targets(p.stem, out_dir, pairs, axes is not None) for p in inputs]
-    )
+    targets = [naming.targets(p.stem, out_dir, pairs, axes is not None) for p in inputs]
+    refuse_overwriting_inputs(inputs, targets, o.suffix)
     check_writable(out_dir)
 
     # On a machine without an accelerator, `accelerate launch --multi_gpu` processes join a gloo (CPU) group only
@@ -149,55 +154,68 @@ def main(argv: list[str] | None = None) -> int:
     if o.device == "auto" and state.num_processes > 1:
         cfg.inference.device = str(state.device)
     pipe = Pipeline.from_config(cfg)
-    if not cfg.model.weights and state.is_main_process:
-        print(
-            "note: no --weights given: the adapters are untrained, so this is the base model's output",
-            file=sys.stderr,
+    record = None
+    if state.is_main_process:
+        if earlier:
+            print(
+                f"note: {earlier} files in the input folder are earlier outputs (run.json): left out",
+                file=sys.stderr,
+            )
+        if not cfg.model.weights:
+            print(
+                "note: no --weights given: the adapters are untrained, so this is the base model's output",
+                file=sys.stderr,
+            )
+        weights = cfg.model.weights
+        record = RunRecord(
+            out_dir,
+            {
+                "command": sys.argv,
+                "config": OmegaConf.to_container(cfg, resolve=True),
+                "weights_sha256": file_sha256(resolve_weights_file(weights)) if weights else None,
+                "device": str(pipe.device),
+                "dtype": str(pipe.dtype),
+                "num_processes": state.num_processes,
+                "versions": package_versions(),
+            },
         )
-    weights = cfg.model.weights
-    record = {
-        "command": sys.argv,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "weights_sha256": file_sha256(resolve_weights_file(weights)) if weights else None,
-        "device": str(pipe.device),
-        "dtype": str(pipe.dtype),
-        "num_processes": state.num_processes,
-        "versions": package_versions(),
-    }
-    shard = inputs[state.process_index :: state.num_processes]
-    summary = run_batch(
-        pipe,
-        shard,
-        out_dir,
-        pairs,
-        axes,
-        skip_existing=o.skip_existing,
-        show_progress=state.is_main_process,
-        batch_size=o.batch_size,
-        io_workers=o.io_workers,
-        naming=naming,
-        quality=o.quality,
-    )
-    if state.num_processes > 1:
-        from accelerate.utils import gather_object
+    status, summary = "interrupted", BatchSummary()  # filled as images land, so an interrupted run still has it
+    try:
+        run_batch(
+            pipe,
+            inputs[state.process_index :: state.num_processes],
+            out_dir,
+            pairs,
+            axes,
+            skip_existing=o.skip_existing,
+            show_progress=state.is_main_process,
+            batch_size=o.batch_size,
+            io_workers=o.io_workers,
+            naming=naming,
+            quality=o.quality,
+            summary=summary,
+        )
+        if state.num_processes > 1:
+            from accelerate.utils import gather_object
 
-        parts = gather_object([summary])
-        summary = parts[0]
-        for part in parts[1:]:
-            summary.merge(part)
-    if state.is_main_process:  # the record says which images *this* run wrote, with these settings
-        record.update(
-            written=sorted(summary.written),
-            skipped_existing=sorted(summary.skipped_outputs),
-            failed=sorted(message for _, message in summary.failures),
-        )
-        append_run_record(out_dir, record)
+            parts = gather_object([summary])
+            summary = parts[0]
+            for part in parts[1:]:
+                summary.merge(part)
+        status = "finished"
+    finally:
+        if record is not None:  # what this run wrote, with these settings; also when it was interrupted
+            record.finish(
+                status,
+                written=sorted(summary.written),
+                skipped_existing=sorted(summary.skipped_outputs),
+                failed=sorted(message for _, message in summary.failures),
+            )
+    if state.is_main_process:
         print(summary.report(), file=sys.stderr)
-    if (
-        state.use_distributed
-    ):  # an orderly exit: gloo's threads otherwise abort the process at interpreter exit
+    if state.use_distributed:
         state.wait_for_everyone()
-        state.destroy_process_group()
+        state.destroy_process_group()  # else gloo's threads can abort the process at interpreter exit
     return 1 if summary.failures else 0
 
 
