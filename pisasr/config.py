@@ -281,7 +281,14 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"inference.{name}={inf[name]} must be >= 1")
     if inf.io_workers < 0:
         raise ConfigError(f"inference.io_workers={inf.io_workers} must be >= 0")
-    tagger = cfg.data.tagger
+    data = cfg.data
+    if data.crop_size < 8 or data.crop_size % 8:
+        raise ConfigError(
+            f"data.crop_size={data.crop_size} must be a positive multiple of 8 (the VAE works on 8x8 blocks)"
+        )
+    if not 0 <= data.hq_sample_prob <= 1:
+        raise ConfigError(f"data.hq_sample_prob={data.hq_sample_prob} must be in [0, 1]")
+    tagger = data.tagger
     if tagger.enabled and cfg.data.prompts:
         raise ConfigError(
             "data.prompts and data.tagger.enabled are both set: the tagger makes the prompts; pick one"
