@@ -144,17 +144,20 @@ def test_missing_extra_set_and_unavailable_plot_metric_do_not_stop_the_run(
     other = tmp_path / "other"
     (other / "SetA").mkdir(parents=True)  # another method's outputs for SetA only
     image_file(other / "SetA" / "img0.png", (64, 64), seed=5)
+    (tmp_path / "bad" / "SetA").mkdir(parents=True)  # outputs whose names match no GT
+    image_file(tmp_path / "bad" / "SetA" / "wrong.png", (64, 64))
     out, config = tmp_path / "out", tmp_path / "small.yaml"
     config.write_text("inference:\n  process_size: 64\n")  # no enlargement of the 16x16 LR: a fast run
     args = ["--data_root", str(tmp_path / "data"), "--base", tiny_base, "--weights", trained_checkpoint,
             "--config", str(config), "--sets", "SetA,SetB", "--out", str(out), "--device", "cpu",
-            "--metrics", "psnr", "--extra", f"other={other}", "--lambda_grid", "1:1",
+            "--metrics", "psnr", "--extra", f"other={other}", f"bad={tmp_path / 'bad'}", "--lambda_grid", "1:1",
             "--grid_metrics", "psnr", "lpips"]  # fmt: skip
     assert run_cli(main, args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())["sets"]
     assert summary["SetA"]["rows"]["other"]["psnr"] > 0 and summary["SetB"]["rows"]["other"]["psnr"] is None
     assert f"- other: no outputs for SetB (no {other / 'SetB'}" in printed
+    assert "- bad: SetA not scored: SR " in printed and "no GT for wrong" in printed
     assert "trade-off curve not drawn: no lambda pair has both psnr and lpips (lpips unavailable:" in printed
     assert not (out / "SetA" / "tradeoff.png").exists() and "trade-off curve:" not in printed
 
