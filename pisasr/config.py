@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pisasr.errors import ConfigError
+from pisasr.paths import shipped  # also registers ${pisasr_cache:NAME} (the user cache folder) for configs
 
 # Hub ids that still resolve (Nov 2026). Stability AI withdrew its SD 2.x repositories in Nov 2025 and
 # deprecated SD-Turbo; the SD-2.1-base weights live on in the community mirror.
@@ -95,7 +96,8 @@ class InferenceConfig:
 
 @dataclass
 class DegradationRef:
-    # Path of the degradation YAML (Real-ESRGAN second-order parameters).
+    # Path of the degradation YAML (Real-ESRGAN second-order parameters); configs/degradation/<name>.yaml that is
+    # not in the current folder is the one pisasr ships (pisasr/resources/degradation).
     config: str = "configs/degradation/realesrgan.yaml"
 
 
@@ -220,7 +222,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     cfg = OmegaConf.structured(PiSAConfig)
     layers = []
     if path is not None:
-        path = Path(path)
+        path = shipped(path)  # configs/<name>.yaml of the checkout, from any folder
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:

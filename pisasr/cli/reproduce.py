@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out_root / "summary.md", text)
     atomic_write_text(
         out_root / "summary.json",
-        json.dumps({"config": OmegaConf.to_container(cfg), "sets": summary}, indent=2, default=str),
+        json.dumps(
+            {"config": OmegaConf.to_container(cfg, resolve=True), "sets": summary}, indent=2, default=str
+        ),
     )
     print(f"wrote {out_root / 'summary.md'} and {out_root / 'summary.json'}", file=sys.stderr)
     return 0
