@@ -73,9 +73,8 @@ class DegradationParams:
 
 def load_degradation(path: str | Path | None = None, overrides: dict | None = None) -> DegradationParams:
     cfg = OmegaConf.structured(DegradationParams)
-    path = (
-        shipped(path) if path is not None else None
-    )  # the shipped configs/degradation/*.yaml from any folder
+    # configs/degradation/*.yaml is the shipped file when the current folder has no such file
+    path = shipped(path) if path is not None else None
     try:
         if path is not None:
             if not path.is_file():
