@@ -54,6 +54,24 @@ def test_sixteen_bit_tiff(tmp_path):
     assert torch.allclose(img.rgb[0] * 65535, torch.from_numpy(array[:, :, 2].astype(np.float32)), atol=0.01)
 
 
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_every_exif_orientation_matches_pil(tmp_path, orientation):
+    """The 8-bit path (PIL's exif_transpose) and the table the 16-bit path uses agree with PIL on each tag."""
+    from PIL import ImageOps
+
+    from pisasr.image_io import _ORIENT
+
+    array = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    img = Image.fromarray(array)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "o.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    assert np.array_equal(_ORIENT[orientation](array), expected)
+    loaded = (read_image(tmp_path / "o.png").rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(loaded, expected)
+
+
 def test_exif_orientation_is_applied(tmp_path):
     img = Image.fromarray(np.zeros((2, 6, 3), np.uint8))
     exif = img.getexif()
@@ -82,12 +100,13 @@ def test_bad_files_name_the_file(tmp_path, name, content, message):
     assert name in str(info.value) and "\n" not in str(info.value)
 
 
-def test_list_inputs(tmp_path):
+def test_list_inputs(tmp_path, monkeypatch):
     for name in ("b.PNG", "a.jpg", "c.txt", "d.TIFF"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_inputs(tmp_path)] == ["a.jpg", "b.PNG", "d.TIFF"]
-    (tmp_path / "list.txt").write_text("a.jpg\n\n# comment\nd.TIFF\n")
-    assert [p.name for p in list_inputs(tmp_path / "list.txt")] == ["a.jpg", "d.TIFF"]
+    (tmp_path / "list.txt").write_text(f"a.jpg\n\n# comment\n{tmp_path / 'd.TIFF'}\n")
+    monkeypatch.chdir(tmp_path.parent)  # relative entries resolve against the list's folder, not this one
+    assert list_inputs(tmp_path / "list.txt") == [tmp_path / "a.jpg", tmp_path / "d.TIFF"]
     with pytest.raises(ImageError, match="not found"):
         list_inputs(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
