@@ -178,3 +178,15 @@ def test_tradeoff_plot_writes_nothing_without_drawable_points(tmp_path):
     points = {(1.0, 0.0): {"psnr": 25.0, "lpips": None}, (1.0, 1.0): {"psnr": 24.0, "lpips": None}}
     assert tradeoff_plot(points, "psnr", "lpips", tmp_path / "t.png", "t") is None
     assert not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("lr, hr", [("LR", "HR"), ("test_LR", "test_HR"), ("lq", "gt")])
+def test_test_set_folder_names(tmp_path, lr, hr):
+    from pisasr.reproduce import locate_set
+
+    (tmp_path / "RealSR" / lr).mkdir(parents=True)
+    (tmp_path / "RealSR" / hr).mkdir()
+    assert locate_set(tmp_path, "RealSR") == (tmp_path / "RealSR" / lr, tmp_path / "RealSR" / hr)
+    (tmp_path / "DRealSR" / lr).mkdir(parents=True)
+    with pytest.raises(ConfigError, match="needs an LR folder"):
+        locate_set(tmp_path, "DRealSR")
