@@ -79,3 +79,16 @@ def test_user_cache_dir_honours_xdg(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert user_cache_dir() == tmp_path / "home" / ".cache" / "pisasr"
+
+
+def test_every_shipped_resource_is_package_data():
+    """pyproject's package-data globs (setuptools expands them as glob does) cover every file in resources/."""
+    import glob
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "pisasr"
+    ]
+    packaged = {path for pattern in patterns for path in glob.glob(pattern, root_dir=REPO / "pisasr")}
+    shipped_files = {p.relative_to(REPO / "pisasr").as_posix() for p in RESOURCES.rglob("*") if p.is_file()}
+    assert "resources/degradation/realesrgan.yaml" in shipped_files and shipped_files <= packaged
