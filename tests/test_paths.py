@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import image_file
 
 from pisasr.config import load_config
@@ -84,8 +85,8 @@ def test_user_cache_dir_honours_xdg(tmp_path, monkeypatch):
 def test_every_shipped_resource_is_package_data():
     """pyproject's package-data globs (setuptools expands them as glob does) cover every file in resources/."""
     import glob
-    import tomllib
 
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
         "pisasr"
     ]
