@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from pisasr.errors import ConfigError
+from pisasr.paths import user_cache_dir
 
 DYNAMIC = {"auto": None, "true": True, "false": False}
 
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/pisasr/torch-compile`` (``~/.cache/pisasr/torch-compile``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "pisasr" / "torch-compile"
+    return user_cache_dir() / "torch-compile"
 
 
 def use_cache_dir(folder: str | os.PathLike | None) -> Path:

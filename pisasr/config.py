@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pisasr.errors import ConfigError
+from pisasr.paths import shipped  # also registers ${pisasr_cache:NAME} (the user cache folder) for configs
 
 # Hub ids that still resolve (Nov 2026). Stability AI withdrew its SD 2.x repositories in Nov 2025 and
 # deprecated SD-Turbo; the SD-2.1-base weights live on in the community mirror.
@@ -104,7 +105,8 @@ class InferenceConfig:
 
 @dataclass
 class DegradationRef:
-    # Path of the degradation YAML (Real-ESRGAN second-order parameters).
+    # Path of the degradation YAML (Real-ESRGAN second-order parameters); configs/degradation/<name>.yaml that is
+    # not in the current folder is the one pisasr ships (pisasr/resources/degradation).
     config: str = "configs/degradation/realesrgan.yaml"
 
 
@@ -231,7 +233,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     cfg = OmegaConf.structured(PiSAConfig)
     layers = []
     if path is not None:
-        path = Path(path)
+        path = shipped(path)  # configs/<name>.yaml of the checkout, from any folder
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
@@ -299,7 +301,14 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"inference.quality={inf.quality} must be between 1 and 100")
     if "/" in inf.suffix or "\\" in inf.suffix:
         raise ConfigError(f"inference.suffix={inf.suffix!r} must be a name part, without path separators")
-    tagger = cfg.data.tagger
+    data = cfg.data
+    if data.crop_size < 8 or data.crop_size % 8:
+        raise ConfigError(
+            f"data.crop_size={data.crop_size} must be a positive multiple of 8 (the VAE works on 8x8 blocks)"
+        )
+    if not 0 <= data.hq_sample_prob <= 1:
+        raise ConfigError(f"data.hq_sample_prob={data.hq_sample_prob} must be in [0, 1]")
+    tagger = data.tagger
     if tagger.enabled and cfg.data.prompts:
         raise ConfigError(
             "data.prompts and data.tagger.enabled are both set: the tagger makes the prompts; pick one"

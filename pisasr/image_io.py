@@ -2,7 +2,8 @@
 
 ``read_image`` returns RGB as a float tensor in [0, 1] plus what is needed to write the result back in kind:
 grayscale stays grayscale, an alpha channel is kept aside (upscaled separately and re-attached), 16-bit PNG/TIFF
-stays 16-bit, and EXIF orientation is applied. Every failure is an ``ImageError`` naming the file.
+stays 16-bit, float TIFF in [0, 1] is kept (and written back as 16-bit), 32-bit integer samples are refused, and
+EXIF orientation is applied. Every failure is an ``ImageError`` naming the file.
 ``save_image`` writes PNG atomically (temporary file, then rename), so an interrupted run leaves no half image.
 """
 
@@ -20,7 +21,10 @@ from pisasr.errors import ImageError
 from pisasr.fileio import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-_SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_DEEP_SUFFIXES = (".png", *_TIFF_SUFFIXES)  # formats that hold more than 8 bits per sample
+# Float samples this far outside [0, 1] are clipped (rounding in the tool that wrote them); further is an error.
+FLOAT_TOLERANCE = 1e-3
 # EXIF orientation -> numpy operations that undo it (same table as PIL.ImageOps.exif_transpose)
 _ORIENT = {
     2: lambda a: a[:, ::-1],
@@ -38,7 +42,7 @@ class LoadedImage:
     rgb: torch.Tensor  # [3, H, W] float32 in [0, 1]
     alpha: torch.Tensor | None  # [1, H, W] float32 in [0, 1]
     grayscale: bool
-    bit_depth: int  # 8 or 16
+    bit_depth: int  # 8 or 16 (also for float inputs: their output is 16-bit)
     path: Path | None = None
 
 
@@ -82,21 +86,48 @@ def _split(array: np.ndarray, max_value: float, bit_depth: int, path: Path) -> L
     return LoadedImage(rgb=rgb, alpha=alpha, grayscale=grayscale, bit_depth=bit_depth, path=path)
 
 
+def _from_array(array: np.ndarray, path: Path | None) -> LoadedImage:
+    """HxW[xC] samples (RGB order) scaled by their type's range: 8 and 16 bits as such, floats must lie in
+    [0, 1] (kept, written back as 16-bit); 32-bit integers and signed samples are refused (no range to trust)."""
+    name = path if path is not None else "image"
+    if not array.dtype.isnative:  # big-endian samples ("I;16B")
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype == np.uint8:
+        return _split(array, 255.0, 8, path)
+    if array.dtype == np.uint16:
+        return _split(array, 65535.0, 16, path)
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array).all()
+        low, high = (float(array.min()), float(array.max())) if finite else (np.nan, np.nan)
+        if not finite or low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+            raise ImageError(
+                f"{name}: float samples span [{low:.4g}, {high:.4g}], not [0, 1] (HDR or unnormalised data): "
+                "scale them to [0, 1], or save as 8- or 16-bit"
+            )
+        return _split(np.clip(array, 0, 1).astype(np.float32), 1.0, 16, path)
+    kind = "signed" if array.dtype.kind == "i" else "unsigned"
+    raise ImageError(
+        f"{name}: {8 * array.dtype.itemsize}-bit {kind} integer samples are not supported: "
+        "save it as 8- or 16-bit, or as float in [0, 1]"
+    )
+
+
 def _more_than_eight_bits(img: Image.Image) -> bool:
     """PIL opens 16-bit colour PNG/TIFF as 8-bit "RGB"; the raw mode of the undecoded tile tells the truth."""
-    if img.mode.startswith("I"):
+    if img.mode.startswith("I") or img.mode == "F":
         return True
     args = img.tile[0].args if img.tile else ""
     rawmode = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
     return "16" in rawmode
 
 
-def _read_sixteen_bit(path: Path, orientation: int) -> LoadedImage | None:
-    """PIL truncates 16-bit colour PNG/TIFF to 8 bits; OpenCV reads them exactly."""
+def _read_deep(path: Path, orientation: int) -> LoadedImage | None:
+    """PIL truncates 16-bit colour PNG/TIFF to 8 bits and cannot open colour float or 32-bit TIFFs; OpenCV reads
+    them exactly. None when OpenCV cannot read the file either."""
     import cv2
 
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None or array.dtype != np.uint16:
+    if array is None:
         return None
     if array.ndim == 3 and array.shape[2] == 3:  # OpenCV is BGR(A)
         array = array[:, :, ::-1]
@@ -104,7 +135,7 @@ def _read_sixteen_bit(path: Path, orientation: int) -> LoadedImage | None:
         array = array[:, :, [2, 1, 0, 3]]
     if orientation in _ORIENT:
         array = _ORIENT[orientation](array)
-    return _split(array, 65535.0, 16, path)
+    return _from_array(array, path)
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
@@ -118,13 +149,16 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
             deep = _more_than_eight_bits(img)
             img.load()
             orientation = img.getexif().get(0x0112, 1)
-            if deep and path.suffix.lower() in _SIXTEEN_BIT_SUFFIXES:
-                loaded = _read_sixteen_bit(path, orientation)
+            if deep and path.suffix.lower() in _DEEP_SUFFIXES:
+                loaded = _read_deep(path, orientation)
                 if loaded is not None:
                     return loaded
             return from_pil(img, path)
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file (format not recognised)") from None
+        loaded = _read_deep(path, 1) if path.suffix.lower() in _TIFF_SUFFIXES else None
+        if loaded is None:
+            raise ImageError(f"{path}: not an image file (format not recognised)") from None
+        return loaded
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(
             f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
@@ -132,8 +166,11 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 
 
 def from_pil(img: Image.Image, path: Path | None = None) -> LoadedImage:
-    """8-bit PIL image -> LoadedImage: EXIF orientation applied, palette and other modes to L/LA/RGB/RGBA."""
+    """PIL image -> LoadedImage: EXIF orientation applied; 16-bit ("I;16*") and float ("F") grayscale kept at
+    their precision, 32-bit integer ("I") refused; palette and other modes to L/LA/RGB/RGBA."""
     img = ImageOps.exif_transpose(img)
+    if img.mode == "F" or img.mode.startswith("I"):
+        return _from_array(np.asarray(img), path)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
@@ -193,12 +230,4 @@ def from_array(array: np.ndarray) -> LoadedImage:
     array = np.asarray(array)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
         raise ImageError(f"array of shape {array.shape}: expected HxW or HxWxC with C = 1, 2, 3 or 4")
-    if array.dtype == np.uint8:
-        return _split(array, 255.0, 8, None)
-    if array.dtype == np.uint16:
-        return _split(array, 65535.0, 16, None)
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise ImageError(f"{array.dtype} array: float images must hold finite values in [0, 1]")
-        return _split(array.astype(np.float32), 1.0, 16, None)
-    raise ImageError(f"array of dtype {array.dtype}: expected uint8, uint16 or float in [0, 1]")
+    return _from_array(array, None)

@@ -47,6 +47,26 @@ class EvalResult:
         return out
 
 
+def check_metric_names(metrics: list[str]) -> None:
+    """Unknown names are a ``ConfigError`` naming the closest and the valid ones (before anything is computed)."""
+    import difflib
+
+    import pyiqa
+
+    known = pyiqa.list_models()
+    unknown = [m for m in metrics if m not in known]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, 1)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise ConfigError(
+        f"unknown metric(s) {', '.join(hints)}: the paper's are {', '.join(PAPER_METRICS)}; "
+        f"pyiqa's {len(known)} are {', '.join(known)}"
+    )
+
+
 def is_no_reference(name: str) -> bool:
     if name in NO_REFERENCE:
         return True
@@ -114,6 +134,7 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     metrics = list(metrics or (PAPER_METRICS if gt_dir else NO_REFERENCE))
+    check_metric_names(metrics)
     needs_gt = [m for m in metrics if not is_no_reference(m)]
     if needs_gt and gt_dir is None:
         raise ConfigError(f"metric(s) {', '.join(needs_gt)} need a GT folder (--gt)")
@@ -161,6 +182,13 @@ def markdown_table(rows: dict[str, dict[str, float | None]], metrics: list[str])
             cells.append("n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def default_out(sr_dir: str | Path) -> Path:
+    """Where results go without ``--out``: beside the SR folder, named after it (``results/`` ->
+    ``results_metrics.json``), never into the current folder nor among the images scored."""
+    sr = Path(sr_dir).resolve()
+    return sr.parent / f"{sr.name}_metrics.json"
 
 
 def write_reports(result: EvalResult, out_json: str | Path, metrics: list[str]) -> tuple[Path, Path]:

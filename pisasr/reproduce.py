@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from pisasr.batch import run_batch
-from pisasr.errors import ConfigError
-from pisasr.image_io import list_inputs, read_image, save_image
+from pisasr.errors import ConfigError, PiSAError
+from pisasr.image_io import IMAGE_SUFFIXES, list_inputs, read_image, save_image
 from pisasr.metrics import PAPER_METRICS, evaluate
 
 DEFAULT_SETS = ("RealSR", "DRealSR", "DIV2K-Val")
@@ -125,24 +125,68 @@ def comparison_rows(
     return rows
 
 
-def tradeoff_plot(
-    points: dict[tuple[float, float], dict[str, float]], x: str, y: str, out: Path, title: str
-) -> Path:
-    """The fidelity-perception curve of a lambda grid: one line per lambda_pix, labelled points."""
-    import matplotlib
+def extra_folder(folder: Path, set_name: str) -> Path | None:
+    """Another method's outputs for ``set_name``: ``DIR/<set>``, else DIR itself when it holds images, else None."""
+    if (folder / set_name).is_dir():
+        return folder / set_name
+    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return folder
+    return None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+def score_extras(
+    extras: dict[str, Path], set_name: str, hr_dir: Path, metrics: list[str], device
+) -> tuple[dict[str, dict], list[str]]:
+    """Rows for other methods' outputs on one set, and report notes; a method with no (usable) outputs for the
+    set gets an n/a row and a note, and the run goes on."""
+    rows, notes = {}, []
+    for method, folder in extras.items():
+        rows[method] = dict.fromkeys(metrics)
+        target = extra_folder(folder, set_name)
+        if target is None:
+            notes.append(
+                f"- {method}: no outputs for {set_name} (no {folder / set_name}, no images in {folder})\n"
+            )
+            continue
+        try:
+            result = evaluate(target, hr_dir, metrics, device)
+        except PiSAError as exc:
+            notes.append(f"- {method}: {set_name} not scored: {exc}\n")
+            continue
+        rows[method] = {m: result.means.get(m) for m in metrics}
+    return rows, notes
+
+
+def _drawable(points: dict[tuple[float, float], dict[str, float]], x: str, y: str) -> dict[float, list]:
+    """lambda_pix -> [(lambda_sem, values)] for the points that have both ``x`` and ``y``."""
+    lines = {}
     for lambda_pix in sorted({p for p, _ in points}):
         row = sorted(
             (s, v)
             for (p, s), v in points.items()
             if p == lambda_pix and v.get(x) is not None and v.get(y) is not None
         )
-        if not row:
-            continue
+        if row:
+            lines[lambda_pix] = row
+    return lines
+
+
+def tradeoff_plot(
+    points: dict[tuple[float, float], dict[str, float]], x: str, y: str, out: Path, title: str
+) -> Path | None:
+    """The fidelity-perception curve of a lambda grid: one line per lambda_pix, labelled points.
+
+    Returns None, writing nothing, when no point has both metrics (one of them unavailable)."""
+    lines = _drawable(points, x, y)
+    if not lines:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for lambda_pix, row in lines.items():
         ax.plot(
             [v[x] for _, v in row], [v[y] for _, v in row], marker="o", label=f"lambda_pix={lambda_pix:g}"
         )
@@ -159,9 +203,20 @@ def tradeoff_plot(
     return out
 
 
-def evaluate_grid(folders, hr_dir, metrics, device) -> dict[tuple[float, float], dict[str, float]]:
-    points = {}
+def evaluate_grid(folders, hr_dir, metrics, device) -> tuple[dict[tuple[float, float], dict], dict[str, str]]:
+    """Metrics per lambda pair, and the reasons of those that were unavailable."""
+    points, unavailable = {}, {}
     for pair, folder in folders.items():
         result = evaluate(folder, hr_dir, metrics, device, progress=False)
         points[pair] = {m: result.means.get(m) for m in metrics}
-    return points
+        unavailable.update(result.unavailable)
+    return points, unavailable
+
+
+def grid_report(points, unavailable: dict[str, str], x: str, y: str, out: Path, title: str) -> str:
+    """Draw the trade-off curve; the report line says where it is, or why there is none."""
+    plot = tradeoff_plot(points, x, y, out, title)
+    if plot is not None:
+        return f"trade-off curve: {plot}\n"
+    missing = [f"{m} unavailable: {unavailable[m]}" for m in (x, y) if m in unavailable]
+    return f"- trade-off curve not drawn: no lambda pair has both {x} and {y} ({'; '.join(missing) or 'no values'})\n"

@@ -43,6 +43,8 @@ def test_mistyped_value_names_the_key():
         ("inference.latent_tile=8", "latent_tile"),
         ("inference.latent_tile_overlap=96", "smaller than"),
         ("train.stage=all", "train.stage"),
+        ("data.crop_size=60", "data.crop_size=60 must be a positive multiple of 8"),
+        ("data.hq_sample_prob=1.5", "data.hq_sample_prob"),
         ("bogus", "key=value"),
     ],
 )
@@ -55,3 +57,12 @@ def test_invalid_values_are_one_line_errors(override, message):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("configs/nope.yaml")
+
+
+def test_bad_crop_size_stops_the_trainer_with_one_line(capsys):
+    from pisasr.cli import run_cli
+    from pisasr.cli.train import main
+
+    assert run_cli(main, ["--config", "configs/smoke.yaml", "data.crop_size=60"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data.crop_size=60") and err.count("\n") == 1

@@ -94,11 +94,38 @@ def test_make_file_list_filters_and_dedupes(tmp_path, gt_dir, capsys):
 
     shutil.copy(gt_dir / "img0.png", gt_dir / "copy.png")
     image_file(gt_dir / "small.png", (20, 20))
+    image_file(gt_dir / "narrow.png", (100, 40))  # long side above the minimum, short side below
     out = tmp_path / "list.txt"
     assert make_file_list_main([str(gt_dir), "-o", str(out), "--min_size", "64"]) == 0
     names = sorted(p.split("/")[-1] for p in out.read_text().split())
     assert names == ["copy.png", "img1.png", "img2.png", "img3.png"]  # sorted scan: the first copy is kept
-    assert "1 small, 1 duplicate" in capsys.readouterr().out
+    assert "2 small, 1 duplicate" in capsys.readouterr().out
+
+
+def test_list_entries_resolve_against_the_lists_folder(tmp_path, gt_dir, monkeypatch):
+    listing = gt_dir / "train.txt"
+    listing.write_text("img0.png\nimg1.png\n")
+    monkeypatch.chdir(tmp_path)
+    assert read_file_list(listing) == [gt_dir / "img0.png", gt_dir / "img1.png"]
+
+
+def test_test_pairs_sharpen_only_the_degradation_input(tmp_path, gt_dir):
+    """StableSR's use_usm: the LR comes from the unsharp-masked crop, the HR file is the plain crop."""
+    from dataclasses import replace
+
+    from pisasr.data.prep import make_test_pairs
+    from pisasr.image_io import read_image
+
+    stablesr = load_degradation("configs/degradation/stablesr_div2k_val.yaml")
+    assert make_test_pairs(gt_dir, tmp_path / "usm", stablesr, seed=2, crop=64)[0] == 4
+    assert make_test_pairs(gt_dir, tmp_path / "plain", replace(stablesr, usm_sharpen=False), 2, 64)[0] == 4
+    hr, source = read_image(tmp_path / "usm" / "HR" / "img0.png").rgb, read_image(gt_dir / "img0.png").rgb
+    assert any(  # the HR is a crop of the source as it is
+        torch.equal(hr, source[:, top : top + 64, left : left + 64]) for top in range(9) for left in range(17)
+    )
+    assert torch.equal(hr, read_image(tmp_path / "plain" / "HR" / "img0.png").rgb)
+    lr = lambda d: read_image(tmp_path / d / "LR" / "img0.png").rgb  # noqa: E731
+    assert not torch.equal(lr("usm"), lr("plain"))
 
 
 def test_make_test_pairs_is_seeded(tmp_path, gt_dir):

@@ -117,3 +117,64 @@ def test_bad_degradation_config(tmp_path):
     bad.write_text("jpeg_rnage: [1, 2]\n")
     with pytest.raises(ConfigError, match="jpeg_rnage"):
         load_degradation(bad)
+
+
+def _quiet(params):
+    """No resizing, no second blur, light JPEG, and the least noise each order can have."""
+    from dataclasses import replace
+
+    return replace(
+        params,
+        resize_prob=[0, 0, 1],
+        resize_prob2=[0, 0, 1],
+        second_blur_prob=0.0,
+        jpeg_range=[95, 95],
+        jpeg_range2=[95, 95],
+        gaussian_noise_prob=0.0,
+        poisson_scale_range=[0.05, 0.05],
+        gaussian_noise_prob2=0.0,
+        poisson_scale_range2=[0.05, 0.05],
+    )
+
+
+def _pulses(n=16):
+    pulse = torch.zeros(n, 21, 21)
+    pulse[:, 10, 10] = 1
+    return {"kernel1": pulse, "kernel2": pulse, "sinc_kernel": pulse}
+
+
+def test_second_order_noise_is_added(params):
+    """Loud Gaussian noise in the second order only: the LQ of a flat image is clearly noisy."""
+    from dataclasses import replace
+
+    gt = torch.full((16, 3, 64, 64), 0.5)
+    quiet = _quiet(params)
+    loud = replace(quiet, gaussian_noise_prob2=1.0, noise_range2=[50, 50])
+    std_quiet = Degrader(quiet)(gt, _pulses(), torch.Generator().manual_seed(0)).std()
+    std_loud = Degrader(loud)(gt, _pulses(), torch.Generator().manual_seed(0)).std()
+    assert std_loud > 3 * std_quiet
+
+
+def test_final_stage_runs_in_both_orders(params, monkeypatch):
+    """Real-ESRGAN's last stage: resize + sinc then JPEG, or JPEG then resize + sinc, each half of the time."""
+    import pisasr.data.degradation as degradation
+
+    degrade = Degrader(params)
+    calls = []
+    real_filter, real_jpeg = degradation.filter2D, degrade._jpeg
+    sinc = _batch(params, n=2)[1]["sinc_kernel"]
+
+    def spy_filter(x, kernel):
+        calls.append("sinc" if torch.equal(kernel, sinc) else "blur")
+        return real_filter(x, kernel)
+
+    monkeypatch.setattr(degradation, "filter2D", spy_filter)
+    monkeypatch.setattr(degrade, "_jpeg", lambda *a: (calls.append("jpeg"), real_jpeg(*a))[1])
+    gt, kernels = _batch(params, n=2)
+    orders = []
+    for seed in range(40):
+        calls.clear()
+        degrade(gt, kernels, torch.Generator().manual_seed(seed))
+        orders.append(tuple(c for c in calls if c != "blur")[-2:])  # the final stage's two steps
+    assert set(orders) == {("sinc", "jpeg"), ("jpeg", "sinc")}
+    assert 10 <= orders.count(("sinc", "jpeg")) <= 30

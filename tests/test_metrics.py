@@ -96,3 +96,35 @@ def test_pairing_errors_list_the_names(photo_pairs, tmp_path):
 def test_reference_metrics_need_gt(photo_pairs):
     with pytest.raises(ConfigError, match="need a GT folder"):
         evaluate(photo_pairs / "sr", None, ["psnr"])
+
+
+def test_unknown_metric_name_is_an_error_naming_the_valid_ones(photo_pairs, tmp_path, capsys):
+    from pisasr.cli import run_cli
+    from pisasr.cli.evaluate import main
+
+    args = [
+        "--sr",
+        str(photo_pairs / "sr"),
+        "--gt",
+        str(photo_pairs / "gt"),
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    assert run_cli(main, [*args, "--metrics", "psnr", "psnrr"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown metric(s) 'psnrr' (did you mean 'psnr'?)" in err and "the paper's are psnr, ssim" in err
+    assert err.count("\n") == 1 and not (tmp_path / "r.json").exists()
+
+
+def test_results_go_beside_the_sr_folder_without_out(photo_pairs, tmp_path, monkeypatch):
+    from pisasr.cli import run_cli
+    from pisasr.cli.evaluate import main
+
+    monkeypatch.chdir(tmp_path)
+    assert (
+        run_cli(main, ["--sr", str(photo_pairs / "sr"), "--gt", str(photo_pairs / "gt"), "--metrics", "psnr"])
+        == 0
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing in the current folder
+    assert json.loads((photo_pairs / "sr_metrics.json").read_text())["psnr"] > 20
+    assert (photo_pairs / "sr_metrics.csv").read_text().startswith("image,psnr")

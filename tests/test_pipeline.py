@@ -163,7 +163,7 @@ def test_call_takes_arrays_paths_and_pil_alike(pipe, tmp_path):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [("float_range", "finite values in [0, 1]"), ("shape", "expected HxW or HxWxC"), ("dtype", "int64")],
+    [("float_range", "not [0, 1]"), ("shape", "expected HxW or HxWxC"), ("dtype", "64-bit signed integer")],
 )
 def test_bad_arrays_are_one_line_errors(pipe, bad, message):
     import numpy as np

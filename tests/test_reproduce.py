@@ -129,3 +129,64 @@ def test_missing_published_file_is_reported_before_any_model_load(tmp_path, caps
     assert code == 2
     assert f"published numbers {tmp_path / 'no.yaml'}: cannot read" in capsys.readouterr().err
     assert PUBLISHED.is_file()
+
+
+def test_missing_extra_set_and_unavailable_plot_metric_do_not_stop_the_run(
+    tiny_base, trained_checkpoint, tmp_path, capsys
+):
+    hr = tmp_path / "hr_source"
+    hr.mkdir()
+    image_file(hr / "img0.png", (72, 64))
+    for name in ("SetA", "SetB"):
+        assert (
+            make_test_pairs_main([str(hr), str(tmp_path / "data" / name), "--crop", "64", "--seed", "1"]) == 0
+        )
+    other = tmp_path / "other"
+    (other / "SetA").mkdir(parents=True)  # another method's outputs for SetA only
+    image_file(other / "SetA" / "img0.png", (64, 64), seed=5)
+    (tmp_path / "bad" / "SetA").mkdir(parents=True)  # outputs whose names match no GT
+    image_file(tmp_path / "bad" / "SetA" / "wrong.png", (64, 64))
+    out, config = tmp_path / "out", tmp_path / "small.yaml"
+    config.write_text("inference:\n  process_size: 64\n")  # no enlargement of the 16x16 LR: a fast run
+    args = ["--data_root", str(tmp_path / "data"), "--base", tiny_base, "--weights", trained_checkpoint,
+            "--config", str(config), "--sets", "SetA,SetB", "--out", str(out), "--device", "cpu",
+            "--metrics", "psnr", "--extra", f"other={other}", f"bad={tmp_path / 'bad'}", "--lambda_grid", "1:1",
+            "--grid_metrics", "psnr", "lpips"]  # fmt: skip
+    assert run_cli(main, args) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())["sets"]
+    assert summary["SetA"]["rows"]["other"]["psnr"] > 0 and summary["SetB"]["rows"]["other"]["psnr"] is None
+    assert f"- other: no outputs for SetB (no {other / 'SetB'}" in printed
+    assert "- bad: SetA not scored: SR " in printed and "no GT for wrong" in printed
+    assert "trade-off curve not drawn: no lambda pair has both psnr and lpips (lpips unavailable:" in printed
+    assert not (out / "SetA" / "tradeoff.png").exists() and "trade-off curve:" not in printed
+
+
+def test_metric_typos_stop_reproduce_before_inference(tmp_path, capsys):
+    (tmp_path / "data" / "RealSR" / "LR").mkdir(parents=True)
+    (tmp_path / "data" / "RealSR" / "HR").mkdir()
+    args = ["--data_root", str(tmp_path / "data"), "--sets", "RealSR", "--base", str(tmp_path / "no-base")]
+    assert run_cli(main, [*args, "--grid_metrics", "psnr", "lpipz"]) == 2
+    assert "unknown metric(s) 'lpipz' (did you mean 'lpips'?)" in capsys.readouterr().err
+    assert run_cli(main, [*args, "--extra", f"x={tmp_path / 'nope'}"]) == 2
+    assert f"folder {tmp_path / 'nope'} not found" in capsys.readouterr().err
+
+
+def test_tradeoff_plot_writes_nothing_without_drawable_points(tmp_path):
+    from pisasr.reproduce import tradeoff_plot
+
+    points = {(1.0, 0.0): {"psnr": 25.0, "lpips": None}, (1.0, 1.0): {"psnr": 24.0, "lpips": None}}
+    assert tradeoff_plot(points, "psnr", "lpips", tmp_path / "t.png", "t") is None
+    assert not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("lr, hr", [("LR", "HR"), ("test_LR", "test_HR"), ("lq", "gt")])
+def test_test_set_folder_names(tmp_path, lr, hr):
+    from pisasr.reproduce import locate_set
+
+    (tmp_path / "RealSR" / lr).mkdir(parents=True)
+    (tmp_path / "RealSR" / hr).mkdir()
+    assert locate_set(tmp_path, "RealSR") == (tmp_path / "RealSR" / lr, tmp_path / "RealSR" / hr)
+    (tmp_path / "DRealSR" / lr).mkdir(parents=True)
+    with pytest.raises(ConfigError, match="needs an LR folder"):
+        locate_set(tmp_path, "DRealSR")

@@ -1,4 +1,6 @@
-"""``python scripts/evaluate.py --sr DIR [--gt DIR] [--metrics psnr ssim lpips ...] [--out results.json]``."""
+"""``python scripts/evaluate.py --sr DIR [--gt DIR] [--metrics psnr ssim lpips ...] [--out results.json]``.
+
+Without ``--out`` the results go beside the SR folder (``DIR_metrics.json`` and ``DIR_metrics.csv``)."""
 
 from __future__ import annotations
 
@@ -22,21 +24,22 @@ def main(argv: list[str] | None = None) -> int:
         help=f"pyiqa names (default: {' '.join(PAPER_METRICS)}; without --gt: {' '.join(NO_REFERENCE)})",
     )
     p.add_argument(
-        "--out", default="results.json", help="JSON of means (a per-image CSV is written beside it)"
+        "--out",
+        help="JSON of means, a per-image CSV beside it (default: beside the SR folder, SR_metrics.json)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch_size", type=int, default=8)
     args = p.parse_args(argv)
     quiet_libraries()
     from pisasr.devices import resolve_device
-    from pisasr.metrics import evaluate, markdown_table, write_reports
+    from pisasr.metrics import default_out, evaluate, markdown_table, write_reports
 
     result = evaluate(args.sr, args.gt, args.metrics, resolve_device(args.device), args.batch_size)
     metrics = list(result.means) + list(result.unavailable)
     print(markdown_table({args.sr: {m: result.means.get(m) for m in metrics}}, metrics))
     for name, reason in result.unavailable.items():
         print(f"unavailable: {name}: {reason}", file=sys.stderr)
-    out_json, out_csv = write_reports(result, args.out, metrics)
+    out_json, out_csv = write_reports(result, args.out or default_out(args.sr), metrics)
     print(f"wrote {out_json} and {out_csv}", file=sys.stderr)
     return 0
 

@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                 "versions": package_versions(),
             },
         )
-    status, summary = "interrupted", BatchSummary()  # filled as images land, so an interrupted run still has it
+    status, summary = (
+        "interrupted",
+        BatchSummary(),
+    )  # filled as images land, so an interrupted run still has it
     try:
         run_batch(
             pipe,

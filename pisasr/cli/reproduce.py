@@ -49,16 +49,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from pisasr.config import load_config
     from pisasr.devices import resolve_device
-    from pisasr.metrics import evaluate, markdown_table
+    from pisasr.metrics import check_metric_names, evaluate, markdown_table
     from pisasr.pipeline import Pipeline
     from pisasr.reproduce import (
         comparison_rows,
         evaluate_grid,
+        grid_report,
         load_published,
         locate_set,
         run_grid,
         run_set,
-        tradeoff_plot,
+        score_extras,
     )
     from pisasr.sweep import parse_sweep
 
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         name, _, folder = item.partition("=")
         if not folder:
             raise ConfigError(f"--extra {item!r} must be NAME=DIR")
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--extra {item!r}: folder {folder} not found")
         extras[name] = Path(folder)
+    check_metric_names([*args.metrics, *args.grid_metrics])  # a typo stops the run before any inference
     pipe = Pipeline.from_config(cfg)
     device = resolve_device(args.device)
     out_root = Path(args.out)
@@ -85,13 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         sr_dir = run_set(pipe, lr_dir, out_root / name / "pisasr")
         metrics = list(args.metrics)
         ours = evaluate(sr_dir, hr_dir, metrics, device)
-        extra_rows = {}
-        for method, folder in extras.items():
-            target = folder / name if (folder / name).is_dir() else folder
-            result = evaluate(target, hr_dir, metrics, device)
-            extra_rows[method] = {m: result.means.get(m) for m in metrics}
+        extra_rows, extra_notes = score_extras(extras, name, hr_dir, metrics, device)
         rows = comparison_rows({m: ours.means.get(m) for m in metrics}, name, published, extra_rows, metrics)
         report.append(f"## {name}\n\n{markdown_table(rows, metrics)}\n")
+        report.extend(extra_notes)
         if not any(name in entry["results"] for entry in published.values()):
             report.append(f"- no published numbers for {name} in {args.published}\n")
         for metric, reason in ours.unavailable.items():
@@ -100,18 +101,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.lambda_grid:
             pix, sem = parse_sweep(args.lambda_grid)
             folders = run_grid(pipe, lr_dir, out_root / name / "grid", [(a, b) for a in pix for b in sem])
-            points = evaluate_grid(folders, hr_dir, list(args.grid_metrics), device)
-            plot = tradeoff_plot(
-                points, *args.grid_metrics, out_root / name / "tradeoff.png", f"PiSA-SR on {name}"
-            )
+            points, unavailable = evaluate_grid(folders, hr_dir, list(args.grid_metrics), device)
             summary[name]["grid"] = {f"{a:g},{b:g}": v for (a, b), v in points.items()}
-            report.append(f"trade-off curve: {plot}\n")
+            report.append(
+                grid_report(
+                    points,
+                    unavailable,
+                    *args.grid_metrics,
+                    out_root / name / "tradeoff.png",
+                    f"PiSA-SR on {name}",
+                )
+            )
     text = "\n".join(report)
     print(text)
     atomic_write_text(out_root / "summary.md", text)
     atomic_write_text(
         out_root / "summary.json",
-        json.dumps({"config": OmegaConf.to_container(cfg), "sets": summary}, indent=2, default=str),
+        json.dumps(
+            {"config": OmegaConf.to_container(cfg, resolve=True), "sets": summary}, indent=2, default=str
+        ),
     )
     print(f"wrote {out_root / 'summary.md'} and {out_root / 'summary.json'}", file=sys.stderr)
     return 0

@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pisasr.data.rng import numpy_seeded, torch_seeded
 from pisasr.errors import ConfigError
+from pisasr.paths import shipped
 
 KERNELS = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 KERNEL_PROB = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]
@@ -72,9 +73,11 @@ class DegradationParams:
 
 def load_degradation(path: str | Path | None = None, overrides: dict | None = None) -> DegradationParams:
     cfg = OmegaConf.structured(DegradationParams)
+    # configs/degradation/*.yaml is the shipped file when the current folder has no such file
+    path = shipped(path) if path is not None else None
     try:
         if path is not None:
-            if not Path(path).is_file():
+            if not path.is_file():
                 raise ConfigError(f"degradation config not found: {path}")
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         if overrides:

@@ -17,6 +17,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from pisasr.data.tagging import DEFAULT_TAGGER, DEFAULT_TEMPLATE
+from pisasr.errors import ModelLoadError
+from pisasr.hub import offline_if_unreachable
 
 DEFAULT_MODELS = {"caption": "Salesforce/blip-image-captioning-large", "tags": DEFAULT_TAGGER}
 
@@ -33,6 +35,22 @@ def done_paths(out: Path) -> set[str]:
     return done
 
 
+def _load_runner(task: str, model: str, device: str):
+    """transformers' pipeline for ``task``; a model that cannot be loaded is one ``ModelLoadError`` line."""
+    from transformers import pipeline
+
+    kind = {"caption": "image-to-text", "tags": "zero-shot-image-classification"}[task]
+    try:
+        with offline_if_unreachable(model):
+            return pipeline(kind, model=model, device=device)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"cannot load the {task} model {model!r}: {reason}. Use a hub id (default {DEFAULT_MODELS[task]}) "
+            "or a local folder; offline, a hub id must already be in the Hugging Face cache"
+        ) from None
+
+
 def extract_prompts(
     files: Sequence[Path],
     out: str | Path,
@@ -44,16 +62,13 @@ def extract_prompts(
     device: str = "cpu",
 ) -> int:
     """Write prompts for ``files`` not yet in ``out``; returns how many were added."""
-    from transformers import pipeline
-
     out = Path(out)
     todo = [p for p in files if str(p.resolve()) not in done_paths(out)]
     if not todo:
         return 0
     if task == "tags" and not tags:
         raise ValueError("task 'tags' needs a tag vocabulary")
-    kind = {"caption": "image-to-text", "tags": "zero-shot-image-classification"}[task]
-    runner = pipeline(kind, model=model or DEFAULT_MODELS[task], device=device)
+    runner = _load_runner(task, model or DEFAULT_MODELS[task], device)
     added = 0
     if out.is_file() and out.stat().st_size and not out.read_bytes().endswith(b"\n"):
         with out.open("a") as f:
