@@ -42,7 +42,7 @@ def test_smoke_inference_outside_the_checkout_uses_the_user_cache(tiny_base, tmp
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in elsewhere.iterdir()) == ["out"]  # no ./.cache with a new random base
-    run = json.loads((elsewhere / "out" / "run.json").read_text())
+    run = json.loads((elsewhere / "out" / "run.json").read_text())["runs"][-1]
     assert run["config"]["model"]["base"] == str(cached)
 
 
