@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 # -- the frozen pix adapter in the optimizer (unit) ------------------------------------------------------------
 def _train_cfg(frozen_in_optimizer: bool):
     return load_config(
-        None, [f"train.frozen_pix_in_optimizer={str(frozen_in_optimizer).lower()}", "train.learning_rate=0.01"]
+        None,
+        [f"train.frozen_pix_in_optimizer={str(frozen_in_optimizer).lower()}", "train.learning_rate=0.01"],
     ).train
 
 
@@ -89,7 +90,9 @@ def test_sem_moments_start_at_the_stage_switch(frozen_in_optimizer):
     run = _two_stages(frozen_in_optimizer)
     assert run["sem_state"] == {}
     assert int(run["opt"].state[run["sem"]]["step"]) == 3
-    assert torch.equal(run["sem"], _two_stages(not frozen_in_optimizer)["sem"])  # sem trains the same either way
+    assert torch.equal(
+        run["sem"], _two_stages(not frozen_in_optimizer)["sem"]
+    )  # sem trains the same either way
 
 
 def test_official_mode_resumes_exactly_mid_stage():
@@ -164,7 +167,10 @@ def test_training_run_keeps_pix_frozen_or_steps_it_as_the_official(smoke_runs, t
     names = _pix_names(tiny_base)
     for frozen, out in smoke_runs.items():
         end_of_pix = out / "checkpoints" / "checkpoint-2"
-        before, after = load_checkpoint(end_of_pix).states["pix"], load_checkpoint(out / "final").states["pix"]
+        before, after = (
+            load_checkpoint(end_of_pix).states["pix"],
+            load_checkpoint(out / "final").states["pix"],
+        )
         if not frozen:
             assert all(torch.equal(before[k], after[k]) for k in names)
             continue
@@ -199,3 +205,24 @@ def test_final_checkpoint_carries_its_base_fingerprint(smoke_runs, tiny_base):
     meta = load_checkpoint(smoke_runs[False] / "final").meta
     assert meta.base_fingerprint == load_base(tiny_base, text_encoder=False).fingerprint
     assert meta.base_model == tiny_base
+
+
+# -- the training benchmark's core (so that the GPU script cannot rot) ---------------------------------------------
+def test_train_bench_runs_one_step_on_the_tiny_base(tiny_base, tmp_path):
+    """Stage sem (its code path covers pix's); then the BENCHMARKS.md section writer."""
+    from benchmarks import train_bench
+
+    bench = train_bench.build(tiny_base, "no", "cpu")
+    sem = train_bench.measure(bench, "sem", 1, 64, True, False, peak_tflops=1.0, repeats=1, warmup=0)
+    assert not sem.get("oom") and sem["ms_per_step"] > 0 and sem["degradation_images_per_s"] > 0
+    assert sem["tflop_per_step"] > 0
+    assert sem["mfu"] == pytest.approx(sem["tflop_per_step"] / (sem["ms_per_step"] / 1e3), rel=0.05)
+    assert int(bench.optimizer.state[bench.dual.adapter_parameters("sem")[0]]["step"]) == 2  # counted + timed
+
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# x\n<!-- gpu-train:start -->\nold\n<!-- gpu-train:end -->\ntail\n")
+    rows = [sem, {**sem, "oom": True, "batch": 8}]
+    train_bench.write_section(doc, rows, "bash benchmarks/run_gpu_train.sh")
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("<!-- gpu-train:end -->\ntail\n")
+    assert "| sem | 1 | no | yes | no |" in text and "| sem | 8 | no | yes | no | out of memory |" in text
