@@ -3,7 +3,7 @@
     python -m benchmarks.train_bench --mixed_precision bf16 --batches 1,4,8 --gradient_checkpointing both --compile
     python -m benchmarks.train_bench --device cpu --base .cache/tiny-sd-base --crop 64 --batches 1 --repeats 1
     bash benchmarks/run_gpu_train.sh      # the GPU grid (bf16 and fp16), its table into BENCHMARKS.md
-    bash benchmarks/run_train.sh          # the CPU rows (old format)
+    bash benchmarks/run_train.sh          # CPU rows, stages pix and sem at crops 256 and 512
 
 The model is ``build_model`` of the training loop on ``configs/train_official_sd21.yaml`` (base and teacher set to
 ``--base``, the full-size random base of make_random_base.py by default; LPIPS with a random VGG, same compute),
