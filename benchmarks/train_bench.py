@@ -1,78 +1,293 @@
-"""Training-step benchmark on the full-size random base: seconds per step and peak memory, per stage.
+"""Training-step benchmark on any device: the model the training code builds, one optimizer step per call.
 
-    python -m benchmarks.train_bench --stage pix --crop 256
-    python -m benchmarks.train_bench --stage sem --crop 256     # adds LPIPS(VGG) and the CSD teacher
-    bash benchmarks/run_train.sh
+    python -m benchmarks.train_bench --mixed_precision bf16 --batches 1,4,8 --gradient_checkpointing both --compile
+    python -m benchmarks.train_bench --device cpu --base .cache/tiny-sd-base --crop 64 --batches 1 --repeats 1
+    bash benchmarks/run_gpu_train.sh      # the GPU grid (bf16 and fp16), its table into BENCHMARKS.md
+    bash benchmarks/run_train.sh          # CPU rows, stages pix and sem at crops 256 and 512
 
-Runs the same ``PiSATrainModel.losses`` as scripts/train.py (degradation, VAE, UNet with adapters, decode,
-losses, backward, AdamW step) at batch 1. The ``pix`` stage never runs the teacher; the ``sem`` stage runs it on a
-doubled batch (negative and positive prompt), which is the saving this benchmark makes visible.
+The model is ``build_model`` of the training loop on ``configs/train_official_sd21.yaml`` (base and teacher set to
+``--base``, the full-size random base of make_random_base.py by default; LPIPS with a random VGG, same compute),
+the optimizer ``build_optimizer``, under Accelerate's autocast (and loss scaling for fp16). A step is what a
+training step does on the device: the second-order degradation of a GT batch, ``PiSATrainModel.losses`` (stage
+``pix``: UNet, decode, L2; stage ``sem``: plus LPIPS and the CSD teacher on a doubled batch), backward, gradient
+clipping, AdamW. Reported per (stage, batch, gradient checkpointing, compiled UNet): ms per step (median of
+--repeats after --warmup, synchronised), images/s, peak memory (``torch.cuda.max_memory_allocated``; on the CPU
+the process's peak RSS, which only grows), the model FLOPs of a step (``torch.utils.flop_counter`` on one
+uncompiled, uncheckpointed step at batch 1, times the batch: recomputation is not counted) and the model FLOPs
+utilisation against a matmul measured on the same device and dtype, plus the degradation's images/s on the
+device at that batch (it must outrun the step).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import append_row, machine, median_time, peak_memory_gb
-from pisasr.cli import quiet_libraries
+
+REPO = Path(__file__).resolve().parents[1]
+SECTION = re.compile(r"<!-- gpu-train:start -->.*<!-- gpu-train:end -->", re.S)
+AUTOCAST_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def main() -> None:
+@dataclass
+class Bench:
+    accelerator: object
+    model: object
+    dual: object
+    optimizer: object
+    degrader: object
+    degradation: object
+    mixed_precision: str
+    flops_per_image: dict  # (stage, crop) -> model FLOPs of one step at batch 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+
+def build(base: str, mixed_precision: str = "no", device: str = "auto") -> Bench:
+    """The training code's model and optimizer on ``base`` (teacher too), for both stages."""
+    from accelerate import Accelerator
+
+    from pisasr.config import load_config
+    from pisasr.data.degradation import Degrader, load_degradation
+    from pisasr.devices import resolve_device
+    from pisasr.model.dual_lora import ADAPTERS
+    from pisasr.training.loop import build_model
+    from pisasr.training.optim import build_optimizer
+
+    cfg = load_config(
+        REPO / "configs/train_official_sd21.yaml",
+        [f"model.base={base}", f"train.csd.teacher={base}", "train.lpips_vgg_pretrained=false",
+         f"train.mixed_precision={mixed_precision!r}", f"train.csd.dtype={_teacher_dtype(mixed_precision)}"],
+    )  # fmt: skip
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=resolve_device(device).type == "cpu")
+    model, dual = build_model(cfg, accelerator, None, needs_sem=True)
+    params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
+    optimizer = accelerator.prepare(build_optimizer(params, cfg.train))
+    degradation = load_degradation(REPO / cfg.data.degradation.config)
+    degrader = Degrader(degradation, accelerator.device)
+    return Bench(accelerator, model, dual, optimizer, degrader, degradation, mixed_precision, {})
+
+
+def _teacher_dtype(mixed_precision: str) -> str:
+    """The teacher runs in the generator's precision (the official: fp16 with fp16 autocast)."""
+    return {"no": "fp32"}.get(mixed_precision, mixed_precision)
+
+
+def _batch(bench: Bench, batch: int, crop: int) -> tuple[torch.Tensor, dict]:
+    from pisasr.data.degradation import sample_kernels
+
+    gt = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0)).to(bench.device)
+    rng = np.random.default_rng(0)
+    samples = [sample_kernels(bench.degradation, rng) for _ in range(batch)]
+    kernels = {k: torch.stack([s[k] for s in samples]).to(bench.device) for k in samples[0]}
+    return gt, kernels
+
+
+def _degrade(bench: Bench, gt: torch.Tensor, kernels: dict, generator: torch.Generator) -> torch.Tensor:
+    from pisasr.data.degradation import training_input
+
+    return training_input(bench.degrader, gt, kernels, generator, "random")
+
+
+def _optimize(
+    bench: Bench, stage: str, lq: torch.Tensor, gt: torch.Tensor, generator: torch.Generator
+) -> None:
+    """Losses, backward, clipping and AdamW, as one optimizer step of the training loop (one process)."""
+    acc = bench.accelerator
+    with acc.autocast():
+        losses = bench.model.losses(stage, lq * 2 - 1, gt * 2 - 1, ["a photo"] * gt.shape[0], generator)
+    acc.backward(losses["loss"])
+    acc.clip_grad_norm_(bench.dual.trainable_parameters(), 1.0)
+    bench.optimizer.step()
+    bench.optimizer.zero_grad(set_to_none=True)
+
+
+def _step(bench: Bench, stage: str, gt: torch.Tensor, kernels: dict) -> None:
+    generator = torch.Generator().manual_seed(1)
+    _optimize(bench, stage, _degrade(bench, gt, kernels, generator), gt, generator)
+
+
+def model_flops(bench: Bench, stage: str, crop: int) -> int:
+    """FLOPs of one step at batch 1 without degradation, uncompiled and without recomputation."""
+    key = (stage, crop)
+    if key not in bench.flops_per_image:
+        unet = bench.model.base.unet
+        checkpointing = unet.is_gradient_checkpointing
+        unet.disable_gradient_checkpointing()
+        gt, kernels = _batch(bench, 1, crop)
+        generator = torch.Generator().manual_seed(1)
+        lq = _degrade(bench, gt, kernels, generator)
+        model = bench.model  # the prompts' embeddings are cached in training: not part of a step
+        model.embed([model.positive_prompt("a photo"), "", model.negative_prompt])
+        with FlopCounterMode(display=False) as counter:
+            _optimize(bench, stage, lq, gt, generator)
+        bench.flops_per_image[key] = counter.get_total_flops()
+        if checkpointing:
+            unet.enable_gradient_checkpointing()
+    return bench.flops_per_image[key]
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, n: int | None = None) -> float:
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    seconds = median_time(lambda: a @ b, repeats=10 if device.type == "cuda" else 3, warmup=2)
+    return 2 * n**3 / seconds / 1e12
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _free(bench: Bench) -> None:
+    bench.optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if bench.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure(
+    bench: Bench, stage: str, batch: int, crop: int, checkpointing: bool, compiled: bool, peak_tflops: float,
+    repeats: int = 3, warmup: int = 1,
+) -> dict:  # fmt: skip
+    """One row: the step's time, throughput, peak memory, model FLOPs utilisation and the degradation's rate."""
+    unet = bench.model.base.unet
+    bench.dual.set_stage(stage)
+    row = {"machine": machine(), "suite": "train_bench", "device": str(bench.device), "stage": stage,
+           "batch": batch, "crop": crop, "mixed_precision": bench.mixed_precision,
+           "gradient_checkpointing": checkpointing, "compiled": compiled}  # fmt: skip
+    try:
+        flops = model_flops(bench, stage, crop) * batch
+        if checkpointing:
+            unet.enable_gradient_checkpointing()
+        else:
+            unet.disable_gradient_checkpointing()
+        gt, kernels = _batch(bench, batch, crop)
+        _reset_peak(bench.device)
+        seconds = median_time(lambda: _step(bench, stage, gt, kernels), repeats, max(warmup, 2 * compiled))
+        generator = torch.Generator().manual_seed(1)
+        degrade_s = median_time(lambda: _degrade(bench, gt, kernels, generator), repeats, 1)
+    except torch.OutOfMemoryError:
+        _free(bench)
+        return {**row, "oom": True}
+    row.update(
+        ms_per_step=round(seconds * 1e3, 1),
+        images_per_s=round(batch / seconds, 3),
+        peak_memory_gb=round(peak_memory_gb(bench.device), 2),
+        peak_is_rss=bench.device.type != "cuda",
+        tflop_per_step=_significant(flops / 1e12),
+        matmul_peak_tflops=_significant(peak_tflops),
+        mfu=_significant(flops / seconds / (peak_tflops * 1e12)),
+        degradation_images_per_s=round(batch / degrade_s, 2),
+    )
+    _free(bench)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table of ``rows`` (as appended to the JSONL log)."""
+    lines = [
+        "| stage | batch | precision | grad. ckpt | compiled UNet | ms / step | images/s | peak GB | TFLOP / step "
+        "| MFU | matmul TFLOP/s | degradation images/s |",
+        "|" + " --- |" * 12,
+    ]
+    for r in rows:
+        head = (
+            f"| {r['stage']} | {r['batch']} | {r['mixed_precision']} | {_yes(r['gradient_checkpointing'])} | "
+        )
+        head += f"{_yes(r['compiled'])} |"
+        if r.get("oom"):
+            lines.append(head + " out of memory |" + " |" * 7)
+            continue
+        lines.append(
+            head + f" {r['ms_per_step']} | {r['images_per_s']:.3g} | {r['peak_memory_gb']} | "
+            f"{r['tflop_per_step']:.3g} | {100 * r['mfu']:.1f}% | {r['matmul_peak_tflops']:.3g} | "
+            f"{r['degradation_images_per_s']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def _significant(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def write_section(doc: Path, rows: list[dict], command: str) -> None:
+    """Replace the GPU training section of ``doc`` (between its gpu-train markers) with the table of ``rows``."""
+    first = rows[0]
+    body = (
+        f"<!-- gpu-train:start -->\nCommand: `{command}`; it rewrites this section.\n\nMachine: {first['machine']}; "
+        f"crop {first['crop']}; model FLOPs utilisation against the measured matmul rate in the step's precision."
+        f"\n\n{markdown(rows)}\n<!-- gpu-train:end -->"
+    )
+    text = doc.read_text()
+    if not SECTION.search(text):
+        raise SystemExit(f"{doc}: no <!-- gpu-train:start --> ... <!-- gpu-train:end --> section to replace")
+    doc.write_text(SECTION.sub(lambda _: body, text))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default=".cache/random-sd21")
-    p.add_argument("--stage", choices=["pix", "sem"], required=True)
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    p.add_argument("--stage", "--stages", dest="stages", default="pix,sem", help="pix, sem or pix,sem")
+    p.add_argument("--batches", default="1", help="per-device batch sizes, e.g. 1,4,8")
+    p.add_argument("--crop", type=int, default=512)
+    p.add_argument(
+        "--gradient_checkpointing", nargs="?", const="on", default="off", choices=["off", "on", "both"]
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="also time with the trained UNet under torch.compile"
+    )
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--gradient_checkpointing", action="store_true")
-    p.add_argument("--log", default="benchmarks/results/train.jsonl")
-    args = p.parse_args()
-    torch.set_flush_denormal(True)
+    p.add_argument("--log", default="benchmarks/results/train_bench.jsonl")
+    p.add_argument("--markdown", help="also write this invocation's table to this file")
+    args = p.parse_args(argv)
+    from pisasr.cli import quiet_libraries
+
     quiet_libraries()
-    from pisasr.data.degradation import Degrader, load_degradation, model_input, sample_kernels
-    from pisasr.losses import CSDLoss, make_lpips
-    from pisasr.model import DualLoRA, load_base
-    from pisasr.training.model import LossWeights, PiSATrainModel
-
-    base = load_base(args.base)
-    dual = DualLoRA(base.unet)
-    if args.gradient_checkpointing:
-        base.unet.enable_gradient_checkpointing()
-    lpips = csd = None
-    if args.stage == "sem":  # only stage 2 loads and runs these, as in training
-        teacher = load_base(args.base, text_encoder=False)
-        lpips, csd = make_lpips(False), CSDLoss(teacher.unet, teacher.scheduler)
-    model = PiSATrainModel(base, dual, lpips, csd, LossWeights(), "worst quality")
-    dual.set_stage(args.stage)
-    optimizer = torch.optim.AdamW(dual.trainable_parameters(), lr=5e-5, weight_decay=1e-2)
-    params = load_degradation("configs/degradation/realesrgan.yaml")
-    degrade = Degrader(params)
-    gt = torch.rand(1, 3, args.crop, args.crop)
-    kernels = {k: v[None] for k, v in sample_kernels(params, np.random.default_rng(0)).items()}
-
-    def step() -> None:
-        generator = torch.Generator().manual_seed(0)
-        lq = model_input(degrade(gt, kernels, generator), (args.crop, args.crop))
-        loss = model.losses(args.stage, lq * 2 - 1, gt * 2 - 1, ["a photo"], generator)["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    seconds = median_time(step, args.repeats, args.warmup)
-    row = {
-        "machine": machine(),
-        "suite": "train_step",
-        "stage": args.stage,
-        "crop": args.crop,
-        "batch": 1,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "seconds_per_step": round(seconds, 2),
-        "peak_rss_gb": round(peak_memory_gb(), 2),
-    }
-    append_row(args.log, row)
+    torch.set_flush_denormal(True)
+    start = time.perf_counter()
+    bench = build(args.base, args.mixed_precision, args.device)
+    print(f"built in {time.perf_counter() - start:.0f} s on {bench.device}", flush=True)
+    peak = matmul_peak_tflops(bench.device, AUTOCAST_DTYPES[args.mixed_precision])
+    checkpointing = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]
+    rows = []
+    for compiled in (False, True) if args.compile else (False,):
+        if compiled:
+            bench.model.base.unet.compile()
+        for stage in args.stages.split(","):
+            for ckpt in checkpointing:
+                for batch in _ints(args.batches):
+                    row = measure(
+                        bench, stage, batch, args.crop, ckpt, compiled, peak, args.repeats, args.warmup
+                    )
+                    append_row(args.log, row)
+                    rows.append(row)
+    table = markdown(rows)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -153,6 +153,9 @@ class CSDConfig:
     t_max_ratio: float = 0.5
     negative_prompt: str = NEGATIVE_PROMPT
     positive_suffix: str = ""
+    # The prompt is f"{caption}, {positive_suffix}" (generator and CSD's positive branch). An empty caption gives
+    # just the suffix; true: the official string even then (", " with the default empty suffix).
+    join_empty_caption: bool = False
     dtype: str = "fp32"
 
 
@@ -171,6 +174,10 @@ class TrainConfig:
     weight_decay: float = 1e-2
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
+    # Stage sem: false, the frozen pix adapter has no gradient and AdamW skips it (bit-identical); true, it keeps a
+    # zero gradient and AdamW goes on moving it by momentum and weight decay, as the official code
+    # (zero_grad(set_to_none=False)). pisasr/training/optim.py.
+    frozen_pix_in_optimizer: bool = False
     lambda_l2: float = 1.0
     lambda_lpips: float = 2.0
     lambda_csd: float = 1.0

@@ -157,6 +157,7 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
         LossWeights(t.lambda_l2, t.lambda_lpips, t.lambda_csd),
         negative_prompt=t.csd.negative_prompt,
         positive_suffix=t.csd.positive_suffix,
+        join_empty_caption=t.csd.join_empty_caption,
         null_text_ratio=t.null_text_ratio,
         null_text_per_sample=t.null_text_per_sample,
         vae_sample=t.vae_sample,
@@ -300,6 +301,7 @@ def run_training(cfg: DictConfig) -> Path:
 
     from pisasr.data.degradation import Degrader, training_input
     from pisasr.devices import resolve_device
+    from pisasr.training.optim import build_optimizer
 
     t = cfg.train
     dataset, degradation, validation, pix_ckpt, resume, tags = preflight(cfg)
@@ -329,13 +331,7 @@ def run_training(cfg: DictConfig) -> Path:
     model, dual = build_model(cfg, accelerator, pix_ckpt, needs_sem)
     tagger = build_tagger(cfg, accelerator, tags) if tags else None
     lora_params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
-    optimizer = torch.optim.AdamW(
-        lora_params,
-        lr=t.learning_rate,
-        betas=(t.adam_beta1, t.adam_beta2),
-        weight_decay=t.weight_decay,
-        eps=t.adam_epsilon,
-    )
+    optimizer = build_optimizer(lora_params, t)
     lr_scheduler = get_scheduler("constant", optimizer)
     loader = DataLoader(
         dataset, batch_size=t.batch_size, shuffle=True, num_workers=cfg.data.num_workers, drop_last=True

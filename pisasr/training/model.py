@@ -4,7 +4,8 @@
 teacher is never run. ``sem`` stage: ``z_H = z_L - eps_full`` and ``lambda_l2 * L2 + lambda_lpips * LPIPS +
 lambda_csd * CSD``. Images are in [-1, 1]; the decoded prediction is clamped to [-1, 1] before L2 and LPIPS, as
 the official code. Prompts follow the official code too: the caption becomes ``f"{caption}, {suffix}"`` for
-both the generator and CSD's positive branch, and the generator's prompts are dropped to "" all together with
+both the generator and CSD's positive branch (an empty caption gives just the suffix, or with
+``join_empty_caption`` the official ``", "`` + suffix), and the generator's prompts are dropped to "" all together with
 probability ``null_text_ratio`` (per sample with ``null_text_per_sample``). All randomness (prompt dropping, the VAE posterior sample, CSD's t and
 noise) comes from the generator passed in, so a step is a pure function of weights, batch and seed.
 """
@@ -38,6 +39,7 @@ class PiSATrainModel:
         weights: LossWeights,
         negative_prompt: str,
         positive_suffix: str = "",
+        join_empty_caption: bool = False,
         null_text_ratio: float = 0.5,
         null_text_per_sample: bool = False,
         vae_sample: bool = True,
@@ -45,6 +47,7 @@ class PiSATrainModel:
     ):
         self.base, self.dual, self.lpips, self.csd, self.weights = base, dual, lpips, csd, weights
         self.positive_suffix, self.null_text_ratio = positive_suffix, null_text_ratio
+        self.join_empty_caption = join_empty_caption
         self.null_text_per_sample = null_text_per_sample
         self.vae_sample, self.timestep = vae_sample, timestep
         self._cache: dict[str, torch.Tensor] = {}
@@ -65,8 +68,11 @@ class PiSATrainModel:
         return torch.stack([self._cache[p] for p in prompts]).to(self.device)
 
     def positive_prompt(self, caption: str) -> str:
-        """The official ``f"{caption}, {suffix}"``; without a caption just the suffix (empty by default)."""
-        return f"{caption}, {self.positive_suffix}" if caption else self.positive_suffix
+        """The official ``f"{caption}, {suffix}"``; without a caption just the suffix (empty by default), unless
+        ``join_empty_caption`` (the official code joins even an empty caption: ``", "``)."""
+        if caption or self.join_empty_caption:
+            return f"{caption}, {self.positive_suffix}"
+        return self.positive_suffix
 
     def generator_prompts(self, prompts: list[str], generator: torch.Generator) -> list[str]:
         draws = len(prompts) if self.null_text_per_sample else 1
