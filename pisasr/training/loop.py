@@ -30,6 +30,7 @@ from pisasr.errors import ConfigError, PiSAError
 from pisasr.model.checkpoint import AdapterCheckpoint, load_checkpoint, save_checkpoint
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 from pisasr.training import checkpoints as ckpts
+from pisasr.training.data_order import epoch_batches, make_loader
 
 MIXED_PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -296,7 +297,6 @@ def run_training(cfg: DictConfig) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
-    from torch.utils.data import DataLoader
 
     from pisasr.data.degradation import Degrader, training_input
     from pisasr.devices import resolve_device
@@ -337,9 +337,7 @@ def run_training(cfg: DictConfig) -> Path:
         eps=t.adam_epsilon,
     )
     lr_scheduler = get_scheduler("constant", optimizer)
-    loader = DataLoader(
-        dataset, batch_size=t.batch_size, shuffle=True, num_workers=cfg.data.num_workers, drop_last=True
-    )
+    loader = make_loader(dataset, t.batch_size, cfg.data.num_workers)
     optimizer, loader, lr_scheduler = accelerator.prepare(optimizer, loader, lr_scheduler)
     if len(loader) == 0:
         raise ConfigError(f"{len(dataset)} training images give no full batch of {t.batch_size} per process")
@@ -369,9 +367,7 @@ def run_training(cfg: DictConfig) -> Path:
     tic, images_since = time.perf_counter(), 0
     try:
         while step < last:
-            epoch, skip = divmod(batches_seen, len(loader))
-            epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-            epoch_loader.set_epoch(epoch)
+            epoch, epoch_loader = epoch_batches(accelerator, loader, t.seed, batches_seen)
             for batch in epoch_loader:
                 stage = stage_at(step, cfg)
                 if stage != dual.stage:
