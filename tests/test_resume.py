@@ -44,7 +44,9 @@ def assert_identical(a, b, where="checkpoint"):
 
 def resume_copy(straight, out, step):
     """A run folder holding only the uninterrupted run's checkpoint at ``step``, as a run killed after it."""
-    shutil.copytree(straight / "checkpoints" / f"checkpoint-{step}", out / "checkpoints" / f"checkpoint-{step}")
+    shutil.copytree(
+        straight / "checkpoints" / f"checkpoint-{step}", out / "checkpoints" / f"checkpoint-{step}"
+    )
 
 
 def check_resume(tiny_base, tmp_path, resume_at, end, extra, launcher=None):
@@ -59,7 +61,10 @@ def check_resume(tiny_base, tmp_path, resume_at, end, extra, launcher=None):
         train_args(tiny_base, resumed, *every_step, "train.resume_from_checkpoint=latest"), **kwargs
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"resumed from {resumed / 'checkpoints' / f'checkpoint-{resume_at}'} at step {resume_at}" in done.stderr
+    assert (
+        f"resumed from {resumed / 'checkpoints' / f'checkpoint-{resume_at}'} at step {resume_at}"
+        in done.stderr
+    )
     for step in range(resume_at + 1, end + 1):
         name = f"checkpoints/checkpoint-{step}"
         assert_identical(checkpoint_contents(straight / name), checkpoint_contents(resumed / name), name)
@@ -78,5 +83,74 @@ def test_two_processes_with_accumulation_resume_inside_a_later_epoch(tiny_base, 
     images.mkdir()
     for i in range(8):
         image_file(images / f"{i}.png", (72, 72), seed=i)
-    extra = (f"data.gt_dirs=[{images}]", "train.stage=pix", "train.pix_steps=5", "train.gradient_accumulation_steps=2")
+    extra = (
+        f"data.gt_dirs=[{images}]",
+        "train.stage=pix",
+        "train.pix_steps=5",
+        "train.gradient_accumulation_steps=2",
+    )
     check_resume(tiny_base, tmp_path, 3, 5, extra, launcher=accelerate_launch(2, 29531))
+
+
+# -- auto resume, damaged checkpoints ------------------------------------------------------------------------------
+def test_auto_starts_fresh_then_resumes_and_skips_a_damaged_checkpoint(tiny_base, tmp_path):
+    out = tmp_path / "run"
+    pix = ("train.stage=pix", "train.checkpointing_steps=1", "train.checkpoints_total_limit=null")
+    latest = run_train(
+        train_args(tiny_base, out, *pix, "train.pix_steps=3", "train.resume_from_checkpoint=latest")
+    )
+    assert latest.returncode == 2 and "no complete checkpoint in" in latest.stderr.strip().splitlines()[-1]
+    first = run_train(
+        train_args(tiny_base, out, *pix, "train.pix_steps=3", "train.resume_from_checkpoint=auto")
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"no checkpoint in {out / 'checkpoints'}: starting a new run" in first.stderr
+    damaged = out / "checkpoints" / "checkpoint-3" / "optimizer.bin"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # truncated, as by a full disk
+    again = run_train(
+        train_args(tiny_base, out, *pix, "train.pix_steps=4", "train.resume_from_checkpoint=auto")
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    warnings = [line for line in again.stderr.splitlines() if "could not be loaded" in line]
+    assert len(warnings) == 1 and str(out / "checkpoints" / "checkpoint-3") in warnings[0]
+    assert f"resumed from {out / 'checkpoints' / 'checkpoint-2'} at step 2" in again.stderr
+    assert json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())["step"] == 4
+
+
+# -- another run's output folder (issue 18) --------------------------------------------------------------------------
+def test_a_new_run_refuses_a_folder_holding_another_run(tiny_base, tmp_path):
+    out = tmp_path / "run"
+    short = ("train.stage=pix", "train.pix_steps=2", "train.checkpointing_steps=1")
+    assert run_train(train_args(tiny_base, out, *short)).returncode == 0
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    final_before = load_checkpoint(out / "final").states
+    refused = run_train(train_args(tiny_base, out, *short, "train.seed=1"))
+    assert refused.returncode == 2
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {out} already holds another training run's checkpoints")
+    assert "train.resume_from_checkpoint=auto" in last and "train.overwrite_output_dir=true" in last
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert_identical(load_checkpoint(out / "final").states, final_before)
+    replaced = run_train(
+        train_args(tiny_base, out, *short, "train.seed=1", "train.overwrite_output_dir=true")
+    )
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    run_ids = {
+        json.loads((p / "trainer_state.json").read_text())["run_id"] for p in (out / "checkpoints").iterdir()
+    }
+    assert len(run_ids) == 1 and sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
+def test_pruning_deletes_only_this_runs_checkpoints(tmp_path):
+    from pisasr.training import checkpoints as ckpts
+
+    for step, run_id in ((1, "other"), (2, "other"), (3, "mine"), (4, "mine"), (5, "mine")):
+        folder = ckpts.checkpoint_path(tmp_path, step)
+        folder.mkdir(parents=True)
+        (folder / ckpts.STATE_NAME).write_text(json.dumps({"step": step, "run_id": run_id}))
+    ckpts.prune(tmp_path, 1, "mine")
+    assert [p.name for p in ckpts.list_checkpoints(tmp_path)] == [
+        "checkpoint-1",
+        "checkpoint-2",
+        "checkpoint-5",
+    ]

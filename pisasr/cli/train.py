@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pisasr.cli import quiet_libraries, run_cli
@@ -19,8 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     quiet_libraries()
     from pisasr.training.loop import run_training
+    from pisasr.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
-    final = run_training(cfg)
+    try:
+        final = run_training(cfg)
+    except Preempted as stopped:
+        if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
+            print(stopped, file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     print(f"adapters: {final}", file=sys.stderr)
     return 0
 
