@@ -1,10 +1,10 @@
 """The training data order as a pure function of ``(seed, epoch, batch)``, so that a run resumed at any batch of
 any epoch sees exactly the batches the uninterrupted run saw.
 
-Accelerate's ``set_epoch`` does not reach everything that depends on the epoch: on a loader wrapped by
-``skip_first_batches`` (a resume inside an epoch) it sets either the sampler's epoch or the dataset's, depending
-on how many processes there are, and the dataset's epoch (which seeds each sample's crop and kernels) stayed at 0
-in a resumed process. Here both are set explicitly for every epoch. The loader also gets its own generator,
+Accelerate's ``set_epoch`` sets the sampler's epoch but, on a loader wrapped by ``skip_first_batches`` (a
+resume inside an epoch) and on any loader with more than one process, not the dataset's, which seeds each
+sample's crop and kernels: a resumed process trained the rest of that epoch on epoch 0's crops. Here the
+dataset's epoch is set explicitly for every epoch. The loader also gets its own generator,
 reseeded per epoch, for the base seed PyTorch draws at each ``iter()`` (dataloader workers are seeded from it):
 drawn from the global RNG, that draw would make the global RNG of a resumed run differ from the uninterrupted
 one's.
@@ -30,26 +30,12 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoad
     )
 
 
-def _epoch_sampler(loader):
-    """The sampler under Accelerate's batch samplers (a ``BatchSamplerShard`` hides it from ``get_sampler``)."""
-    node = loader.batch_sampler
-    while node is not None:
-        sampler = getattr(node, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            return sampler
-        node = getattr(node, "batch_sampler", None)
-    return None
-
-
 def epoch_batches(accelerator, loader, seed: int, batches_seen: int) -> tuple[int, Iterable]:
     """``(epoch, batches)``: the rest of the epoch that batch number ``batches_seen`` (0-based, counted from
     the start of the run) falls in, with sampler, dataset and worker seeds set for that epoch."""
     epoch, skip = divmod(batches_seen, len(loader))
     batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-    batches.set_epoch(epoch)
-    sampler = _epoch_sampler(loader)
-    if sampler is not None:
-        sampler.set_epoch(epoch)
+    batches.set_epoch(epoch)  # the sampler's epoch (its permutation) and Accelerate's iteration count
     if hasattr(loader.dataset, "set_epoch"):
         loader.dataset.set_epoch(epoch)
     loader.generator.manual_seed(seed * 1_000_003 + epoch)
