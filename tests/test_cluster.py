@@ -83,32 +83,53 @@ def test_launch_wrapper_forwards_signals_and_passes_the_preemption_code_through(
 
 
 # -- preemption with real processes -------------------------------------------------------------------------------
+def _rank_process(wrapper: subprocess.Popen, rank: int):
+    import psutil
+
+    for process in psutil.Process(wrapper.pid).children(recursive=True):
+        if "scripts/train.py" in " ".join(process.cmdline()) and process.environ().get("RANK") == str(rank):
+            return process
+    raise AssertionError(f"no training process of rank {rank}")
+
+
+def _preempt(command, log, progress, send) -> int:
+    """Run ``command`` until the progress bar shows ``progress``, call ``send(process)``; the checkpoint step."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        wait_for(lambda: progress in log.read_text(), proc)
+        send(proc)
+        code = proc.wait(240)
+    stderr = log.read_text()
+    assert code == PREEMPTED_EXIT_CODE, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("stopped by")]
+    assert len(lines) == 1, stderr[-3000:]  # one line per run, not per process
+    return int(lines[0].split("after step ")[1].split(",")[0])
+
+
 @pytest.mark.slow
-def test_two_processes_preempted_by_sigterm_restart_to_the_uninterrupted_result(tiny_base, tmp_path):
-    extra = ("train.stage=pix", "train.pix_steps=6", "train.checkpointing_steps=100", "train.log_every=1")
+def test_two_processes_preempted_by_signals_restart_to_the_uninterrupted_result(tiny_base, tmp_path):
+    """SIGTERM to one rank only (both stop at the same step), then SIGUSR1 to the launch wrapper (through
+    accelerate launch to every rank); each time exit 75, a checkpoint, and the same command resumes."""
+    extra = ("train.stage=pix", "train.pix_steps=9", "train.checkpointing_steps=100")
     straight = tmp_path / "straight"
     done = run_train(train_args(tiny_base, straight, *extra), launcher=accelerate_launch(2, free_port()))
     assert done.returncode == 0, done.stderr[-3000:]
 
-    out, log = tmp_path / "preempted", tmp_path / "preempted.log"
+    out, log = tmp_path / "preempted", tmp_path / "run.log"
     options = accelerate_launch(2, free_port())[3:]  # without "python -m accelerate.commands.launch"
     command = [sys.executable, "-m", "pisasr.training.launch", *options,
                *train_args(tiny_base, out, *extra, "train.resume_from_checkpoint=auto")]  # fmt: skip
-    with open(log, "w") as err:
-        proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
-        wait_for(lambda: " 2/6 " in log.read_text(), proc)
-        proc.send_signal(signal.SIGTERM)  # to the wrapper, which passes it on to the launcher and its ranks
-        code = proc.wait(240)
-    stderr = log.read_text()
-    assert code == PREEMPTED_EXIT_CODE, stderr[-3000:]
-    assert "stopped by SIGTERM after step" in stderr and not (out / "final").exists()
-    stopped_at = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*"))
-    assert len(stopped_at) == 1 and 2 <= stopped_at[0] < 6
+    first = _preempt(command, log, " 2/9 ", lambda proc: _rank_process(proc, 1).send_signal(signal.SIGTERM))
+    assert 2 <= first < 9 and not (out / "final").exists()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [f"checkpoint-{first}"]
+    second = _preempt(command, log, f" {first + 2}/9 ", lambda proc: proc.send_signal(signal.SIGUSR1))
+    assert f"resumed from {out / 'checkpoints' / f'checkpoint-{first}'}" in log.read_text()
+    assert first + 2 <= second < 9 and (out / "checkpoints" / f"checkpoint-{second}").is_dir()
 
     with open(log, "w") as err:  # the same command, as a requeued job runs it
         assert subprocess.run(command, cwd=REPO, env=ENV, stderr=err, timeout=300).returncode == 0
-    assert f"resumed from {out / 'checkpoints' / f'checkpoint-{stopped_at[0]}'}" in log.read_text()
-    name = "checkpoints/checkpoint-6"
+    assert f"resumed from {out / 'checkpoints' / f'checkpoint-{second}'}" in log.read_text()
+    name = "checkpoints/checkpoint-9"
     assert_identical(checkpoint_contents(straight / name), checkpoint_contents(out / name), name)
 
 
