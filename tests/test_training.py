@@ -115,7 +115,9 @@ def test_two_processes_sync_sem_and_keep_pix_frozen(tiny_base, tmp_path):
             "rank_adapter_digests"
         ]
         assert len(digests) == 2 and digests[0] == digests[1]
-    end_of_pix, first_sem, final = (adapter_states(out / "checkpoints" / f"checkpoint-{s}") for s in (2, 3, 5))
+    end_of_pix, first_sem, final = (
+        adapter_states(out / "checkpoints" / f"checkpoint-{s}") for s in (2, 3, 5)
+    )
     assert same_tensors(end_of_pix["pix"], final["pix"])  # pix bit-identical through stage 2
     assert not same_tensors(end_of_pix["sem"], first_sem["sem"]) and not same_tensors(
         first_sem["sem"], final["sem"]

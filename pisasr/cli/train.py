@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train PiSA-SR's pix and sem LoRA adapters.")
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/train_sd_turbo.yaml")
     parser.add_argument(
-        "overrides", nargs="*", help="key=value, e.g. train.max_steps=100 train.resume_from_checkpoint=latest"
+        "overrides", nargs="*", help="key=value, e.g. train.max_steps=100 train.resume_from_checkpoint=auto"
     )
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)

@@ -75,10 +75,9 @@ def read_state(checkpoint: Path) -> dict:
 
 
 def holds_a_run(output_dir: str | Path) -> bool:
-    """Whether ``output_dir`` holds checkpoints (complete or partial) or final adapters of some run."""
-    root = checkpoint_root(output_dir)
-    has_checkpoints = root.is_dir() and any(p.name.lstrip(".").startswith(PREFIX) for p in root.iterdir())
-    return has_checkpoints or (Path(output_dir) / "final").exists()
+    """Whether ``output_dir`` holds complete checkpoints or final adapters of some run (a partial checkpoint,
+    left by a run killed during its first save, is not one: ``auto`` then starts that run afresh)."""
+    return bool(list_checkpoints(output_dir)) or (Path(output_dir) / "final").exists()
 
 
 def refuse_another_run(output_dir: str | Path) -> None:
