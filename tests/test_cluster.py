@@ -92,6 +92,18 @@ def _rank_process(wrapper: subprocess.Popen, rank: int):
     raise AssertionError(f"no training process of rank {rank}")
 
 
+def _signal_repeatedly(process, times=20) -> None:
+    """SIGTERM, then more every 50 ms for a second: the later ones land during the step or the save."""
+    import psutil
+
+    for _ in range(times):
+        try:
+            process.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+
+
 def _preempt(command, log, progress, send) -> int:
     """Run ``command`` until the progress bar shows ``progress``, call ``send(process)``; the checkpoint step."""
     with open(log, "w") as err:
@@ -119,8 +131,9 @@ def test_two_processes_preempted_by_signals_restart_to_the_uninterrupted_result(
     options = accelerate_launch(2, free_port())[3:]  # without "python -m accelerate.commands.launch"
     command = [sys.executable, "-m", "pisasr.training.launch", *options,
                *train_args(tiny_base, out, *extra, "train.resume_from_checkpoint=auto")]  # fmt: skip
-    first = _preempt(command, log, " 2/9 ", lambda proc: _rank_process(proc, 1).send_signal(signal.SIGTERM))
+    first = _preempt(command, log, " 2/9 ", lambda proc: _signal_repeatedly(_rank_process(proc, 1)))
     assert 2 <= first < 9 and not (out / "final").exists()
+    assert "received SIGTERM again: ignored" in log.read_text()
     assert [p.name for p in (out / "checkpoints").iterdir()] == [f"checkpoint-{first}"]
     second = _preempt(command, log, f" {first + 2}/9 ", lambda proc: proc.send_signal(signal.SIGUSR1))
     assert f"resumed from {out / 'checkpoints' / f'checkpoint-{first}'}" in log.read_text()
@@ -238,3 +251,12 @@ def test_sbatch_script_launches_every_node_and_requeues_on_preemption(tmp_path):
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
     crashed = _sbatch(tmp_path, srun_exit=1)
     assert crashed.returncode == 1 and (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+
+
+def test_preempt_signals_are_checked_in_the_config():
+    from pisasr.config import load_config
+    from pisasr.errors import ConfigError
+
+    assert list(load_config("configs/smoke.yaml").train.preempt_signals) == ["SIGTERM", "SIGUSR1"]
+    with pytest.raises(ConfigError, match="train.preempt_signals: 'SIGKILL' is not one of SIGTERM"):
+        load_config("configs/smoke.yaml", ["train.preempt_signals=[SIGKILL]"])

@@ -10,7 +10,9 @@ Design choices that make the stage switch correct under DDP and resume exact:
   wrapping once while ``sem`` is frozen, never does.
 * Every random draw of a step (degradation, prompt dropping, VAE sample, CSD t and noise) comes from a generator
   seeded by ``(seed, micro-batch index, rank)``, and the data order by ``(seed, epoch)``, so a resumed run
-  continues exactly where the stopped one was.
+  continues exactly where the stopped one was (``data_order.py``), from any batch of any epoch.
+* On a preemption signal every rank finishes its optimizer step, the ranks agree to stop at that step, and a
+  checkpoint is written before the run exits with code 75 (``preemption.py``).
 """
 
 from __future__ import annotations
