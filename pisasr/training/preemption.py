@@ -14,8 +14,6 @@ import signal
 import threading
 from pathlib import Path
 
-import torch
-
 # EX_TEMPFAIL from sysexits.h: "try again later". ``python -m pisasr.training.launch`` passes it through
 # ``accelerate launch``, which turns every failing exit code into 1.
 PREEMPTED_EXIT_CODE = 75
@@ -67,6 +65,8 @@ class PreemptionWatch:
         """Whether any rank received a signal; the same answer on every rank (one tiny all-reduce)."""
         if accelerator.num_processes == 1:
             return self.received is not None
+        import torch  # not at module level: the launch wrapper imports this module and needs no torch
+
         flag = torch.tensor(float(self.received is not None), device=accelerator.device)
         stop = accelerator.reduce(flag, reduction="sum").item() > 0
         if stop and self.received is None:
