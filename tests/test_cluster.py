@@ -92,6 +92,21 @@ def _rank_process(wrapper: subprocess.Popen, rank: int):
     raise AssertionError(f"no training process of rank {rank}")
 
 
+def _kill_tree(proc: subprocess.Popen) -> None:
+    import psutil
+
+    try:
+        processes = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+
+
 def _signal_repeatedly(process, times=20) -> None:
     """SIGTERM, then more every 50 ms for a second: the later ones land during the step or the save."""
     import psutil
@@ -108,9 +123,12 @@ def _preempt(command, log, progress, send) -> int:
     """Run ``command`` until the progress bar shows ``progress``, call ``send(process)``; the checkpoint step."""
     with open(log, "w") as err:
         proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
-        wait_for(lambda: progress in log.read_text(), proc)
-        send(proc)
-        code = proc.wait(240)
+        try:
+            wait_for(lambda: progress in log.read_text(), proc)
+            send(proc)
+            code = proc.wait(240)
+        finally:
+            _kill_tree(proc)  # ranks left hanging by a failure
     stderr = log.read_text()
     assert code == PREEMPTED_EXIT_CODE, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.startswith("stopped by")]
