@@ -192,7 +192,13 @@ class TrainConfig:
     seed: int = 0
     checkpointing_steps: int = 500
     checkpoints_total_limit: int | None = 3
+    # auto: the newest complete checkpoint in output_dir, else a new run (the same command for the first run and
+    # every requeue); latest: the same, but no checkpoint is an error; or a checkpoint folder.
     resume_from_checkpoint: str | None = None
+    # A new run into a folder holding another run's checkpoints is refused; true deletes that run's outputs first.
+    overwrite_output_dir: bool = False
+    # On these signals every rank finishes its optimizer step, writes a checkpoint and exits with code 75.
+    preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     log_every: int = 10
     validation_steps: int = 500
     # LPIPS on VGG16 with ImageNet weights (downloaded by torchvision once); false: random VGG, smoke runs only.
@@ -322,10 +328,21 @@ def validate(cfg: DictConfig) -> None:
         )
     if tagger.top_k < 1:
         raise ConfigError(f"data.tagger.top_k={tagger.top_k} must be >= 1")
+    _validate_preemption(cfg.train)
     m = cfg.model
     for name in ("rank_pix", "rank_sem"):
         if getattr(m, name) < 1:
             raise ConfigError(f"model.{name}={getattr(m, name)} must be >= 1")
+
+
+# Signals train.preempt_signals may name (the ones a scheduler sends as a warning).
+PREEMPT_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP")
+
+
+def _validate_preemption(t: DictConfig) -> None:
+    for name in t.preempt_signals:
+        if name not in PREEMPT_SIGNALS:
+            raise ConfigError(f"train.preempt_signals: {name!r} is not one of {', '.join(PREEMPT_SIGNALS)}")
 
 
 def to_yaml(cfg: DictConfig) -> str:

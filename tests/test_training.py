@@ -16,7 +16,7 @@ from pisasr.model.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _train_args(base, out, *extra):
+def train_args(base, out, *extra):
     return [
         "scripts/train.py",
         "--config",
@@ -29,18 +29,18 @@ def _train_args(base, out, *extra):
     ]
 
 
-def _run(args, launcher=(sys.executable,), timeout=300):
+def run_train(args, launcher=(sys.executable,), timeout=300):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [*launcher, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout
     )
 
 
-def _states(path):
+def adapter_states(path):
     return load_checkpoint(path).states
 
 
-def _same(a, b):
+def same_tensors(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -96,8 +96,8 @@ def test_both_stages_learn_on_a_fixed_batch(tiny_base):
 @pytest.mark.slow
 def test_two_processes_sync_sem_and_keep_pix_frozen(tiny_base, tmp_path):
     out = tmp_path / "ddp"
-    done = _run(
-        _train_args(
+    done = run_train(
+        train_args(
             tiny_base,
             out,
             "train.pix_steps=2",
@@ -115,25 +115,27 @@ def test_two_processes_sync_sem_and_keep_pix_frozen(tiny_base, tmp_path):
             "rank_adapter_digests"
         ]
         assert len(digests) == 2 and digests[0] == digests[1]
-    end_of_pix, first_sem, final = (_states(out / "checkpoints" / f"checkpoint-{s}") for s in (2, 3, 5))
-    assert _same(end_of_pix["pix"], final["pix"])  # pix bit-identical through stage 2
-    assert not _same(end_of_pix["sem"], first_sem["sem"]) and not _same(
+    end_of_pix, first_sem, final = (
+        adapter_states(out / "checkpoints" / f"checkpoint-{s}") for s in (2, 3, 5)
+    )
+    assert same_tensors(end_of_pix["pix"], final["pix"])  # pix bit-identical through stage 2
+    assert not same_tensors(end_of_pix["sem"], first_sem["sem"]) and not same_tensors(
         first_sem["sem"], final["sem"]
     )  # sem trains
-    assert _same(_states(out / "final")["sem"], final["sem"])
+    assert same_tensors(adapter_states(out / "final")["sem"], final["sem"])
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_base, tmp_path):
     extra = ("train.pix_steps=3", "train.max_steps=8", "train.checkpointing_steps=2", "data.crop_size=128")
-    straight = _run(_train_args(tiny_base, tmp_path / "straight", *extra))
+    straight = run_train(train_args(tiny_base, tmp_path / "straight", *extra))
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert "the sem stage runs without prompts" in straight.stderr  # smoke config has no data.prompts
 
     out = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, *_train_args(tiny_base, out, *extra)],
+        [sys.executable, *train_args(tiny_base, out, *extra)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -148,20 +150,20 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_base, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "final").exists(), "the run finished before it could be killed"
-    resumed = _run(_train_args(tiny_base, out, *extra, "train.resume_from_checkpoint=latest"))
+    resumed = run_train(train_args(tiny_base, out, *extra, "train.resume_from_checkpoint=latest"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
-    a, b = _states(tmp_path / "straight" / "final"), _states(out / "final")
-    assert _same(a["pix"], b["pix"]) and _same(a["sem"], b["sem"])
+    a, b = adapter_states(tmp_path / "straight" / "final"), adapter_states(out / "final")
+    assert same_tensors(a["pix"], b["pix"]) and same_tensors(a["sem"], b["sem"])
     assert len(list((out / "checkpoints").iterdir())) <= 3  # checkpoints_total_limit
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_base, tmp_path):
     out = tmp_path / "nan"
-    first = _run(_train_args(tiny_base, out, "train.pix_steps=2", "train.max_steps=2"))
+    first = run_train(train_args(tiny_base, out, "train.pix_steps=2", "train.max_steps=2"))
     assert first.returncode == 0, first.stderr[-3000:]
-    broken = _run(
-        _train_args(
+    broken = run_train(
+        train_args(
             tiny_base,
             out,
             "train.pix_steps=2",
@@ -188,7 +190,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_base, tmp
     ],
 )
 def test_start_up_errors_are_one_line(tiny_base, tmp_path, override, message):
-    done = _run(_train_args(tiny_base, tmp_path / "err", override))
+    done = run_train(train_args(tiny_base, tmp_path / "err", override))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr
@@ -206,13 +208,13 @@ def test_validation_mixed_precision_and_accumulation(tiny_base, tmp_path):
     image_file(hr / "v.png", (80, 80))
     assert make_test_pairs_main([str(hr), str(tmp_path / "val"), "--crop", "64"]) == 0
     out = tmp_path / "run"
-    done = _run(_train_args(
+    done = run_train(train_args(
         tiny_base, out, "train.pix_steps=1", "train.max_steps=2", "train.mixed_precision=bf16",
         "train.gradient_accumulation_steps=2", "train.validation_steps=1",
         f"data.val_lr_dir={tmp_path / 'val' / 'LR'}", f"data.val_hr_dir={tmp_path / 'val' / 'HR'}",
     ))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert all(t.dtype == torch.float32 for s in _states(out / "final").values() for t in s.values())
+    assert all(t.dtype == torch.float32 for s in adapter_states(out / "final").values() for t in s.values())
     events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents.*")).parent))
     events.Reload()
     scalars = set(events.Tags()["scalars"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pisasr.cli import quiet_libraries, run_cli
@@ -13,14 +14,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train PiSA-SR's pix and sem LoRA adapters.")
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/train_sd_turbo.yaml")
     parser.add_argument(
-        "overrides", nargs="*", help="key=value, e.g. train.max_steps=100 train.resume_from_checkpoint=latest"
+        "overrides", nargs="*", help="key=value, e.g. train.max_steps=100 train.resume_from_checkpoint=auto"
     )
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     quiet_libraries()
     from pisasr.training.loop import run_training
+    from pisasr.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
-    final = run_training(cfg)
+    try:
+        final = run_training(cfg)
+    except Preempted as stopped:
+        if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
+            print(stopped, file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     print(f"adapters: {final}", file=sys.stderr)
     return 0
 

@@ -10,12 +10,13 @@ Design choices that make the stage switch correct under DDP and resume exact:
   wrapping once while ``sem`` is frozen, never does.
 * Every random draw of a step (degradation, prompt dropping, VAE sample, CSD t and noise) comes from a generator
   seeded by ``(seed, micro-batch index, rank)``, and the data order by ``(seed, epoch)``, so a resumed run
-  continues exactly where the stopped one was.
+  continues exactly where the stopped one was (``data_order.py``), from any batch of any epoch.
+* On a preemption signal every rank finishes its optimizer step, the ranks agree to stop at that step, and a
+  checkpoint is written before the run exits with code 75 (``preemption.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -26,16 +27,17 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pisasr.batch import check_writable
-from pisasr.errors import ConfigError, PiSAError
+from pisasr.errors import ConfigError
 from pisasr.model.checkpoint import AdapterCheckpoint, load_checkpoint, save_checkpoint
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 from pisasr.training import checkpoints as ckpts
+from pisasr.training.data_order import epoch_batches, make_loader
+from pisasr.training.preemption import Preempted, PreemptionWatch, mark_preempted
+from pisasr.training.resume import restore
+from pisasr.training.saving import TrainingError, save
+from pisasr.training.validation import validate
 
 MIXED_PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class TrainingError(PiSAError):
-    """A run that cannot go on (non-finite loss)."""
 
 
 def stage_at(step: int, cfg: DictConfig) -> str:
@@ -96,8 +98,10 @@ def preflight(cfg: DictConfig):
     validation = PairedDataset(d.val_lr_dir, d.val_hr_dir) if d.val_lr_dir and d.val_hr_dir else None
     tags = read_vocabulary(d.tagger.vocabulary) if d.tagger.enabled else None
     check_writable(Path(t.output_dir))
-    resume = ckpts.resolve_resume(t.output_dir, t.resume_from_checkpoint)
-    return dataset, degradation, validation, pix_ckpt, resume, tags
+    candidates = ckpts.resume_candidates(t.output_dir, t.resume_from_checkpoint)
+    if not candidates and not t.overwrite_output_dir:
+        ckpts.refuse_another_run(t.output_dir)
+    return dataset, degradation, validation, pix_ckpt, candidates, tags
 
 
 def _cast_trainable(dual: DualLoRA, weight_dtype: torch.dtype) -> None:
@@ -201,110 +205,23 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
         offset += g.numel()
 
 
-def adapter_digest(dual: DualLoRA) -> str:
-    digest = hashlib.sha256()
-    for name in ADAPTERS:
-        for key, tensor in sorted(dual.state_dict(name).items()):
-            digest.update(key.encode())
-            digest.update(tensor.float().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def save(
-    accelerator,
-    cfg: DictConfig,
-    dual: DualLoRA,
-    step: int,
-    stage: str,
-    batches_seen: int,
-    base_fingerprint: str | None = None,
-) -> Path | None:
-    """Checkpoint every rank's state; first check that all ranks hold the same adapters (a desync is a bug)."""
-    from accelerate.utils import gather_object
-
-    digests = (
-        gather_object([adapter_digest(dual)]) if accelerator.num_processes > 1 else [adapter_digest(dual)]
-    )
-    if len(set(digests)) > 1:
-        raise TrainingError(
-            f"adapters differ between processes at step {step} ({stage} stage): gradients were not synchronised"
-        )
-    out = cfg.train.output_dir
-    staging = ckpts.staging_dir(out, step)
-    accelerator.save_state(str(staging))
-    path = None
-    if accelerator.is_main_process:
-        save_checkpoint(
-            dual,
-            staging,
-            base_model=cfg.model.base,
-            base_fingerprint=base_fingerprint,
-            timestep=cfg.model.timestep,
-            extra={"step": step, "stage": stage},
-        )
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        state = {"step": step, "stage": stage, "batches_seen": batches_seen, "rank_adapter_digests": digests}
-        path = ckpts.finalize(out, step, state)
-        ckpts.prune(out, cfg.train.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
-    return path
-
-
-@torch.no_grad()
-def validate(model, validation, accelerator, step: int, limit: int = 4) -> dict:
-    """PSNR (RGB, [0, 1]) and LPIPS of the current adapters on the first ``limit`` validation pairs."""
-    from pisasr.data.degradation import model_input
-
-    psnrs, lpipss, images = [], [], []
-    base = model.base
-    for i in range(min(limit, len(validation))):
-        item = validation[i]
-        hr = item["hr"][None].to(accelerator.device)
-        lq = model_input(item["lr"][None].to(accelerator.device), tuple(hr.shape[-2:]))
-        h, w = (hr.shape[-2] // 8) * 8, (hr.shape[-1] // 8) * 8
-        hr, lq = hr[..., :h, :w], lq[..., :h, :w]
-        generator = torch.Generator().manual_seed(i)
-        saved_sample, model.vae_sample = model.vae_sample, False
-        z = model.encode(lq * 2 - 1, generator)
-        model.vae_sample = saved_sample
-        cond = model.embed([""])
-        eps = base.unet(
-            z.to(base.unet.dtype),
-            torch.tensor([model.timestep], device=z.device),
-            encoder_hidden_states=cond.to(base.unet.dtype),
-        ).sample
-        pred = base.vae.decode(
-            ((z - eps.float()) / base.vae.config.scaling_factor).to(base.vae.dtype)
-        ).sample.float()
-        pred01 = ((pred + 1) / 2).clamp(0, 1)
-        psnrs.append(float(-10 * torch.log10(torch.mean((pred01 - hr) ** 2).clamp_min(1e-10))))
-        if model.lpips is not None:
-            lpipss.append(float(model.lpips(pred01 * 2 - 1, hr * 2 - 1).mean()))
-        images.append(torch.cat([lq, pred01, hr], dim=-1)[0])
-    metrics = {"val/psnr": sum(psnrs) / len(psnrs)}
-    if lpipss:
-        metrics["val/lpips"] = sum(lpipss) / len(lpipss)
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
-            for i, img in enumerate(images):
-                tracker.writer.add_image(f"val/{i}_lq_pred_hr", img.cpu(), step)
-    return metrics
-
-
 def run_training(cfg: DictConfig) -> Path:
     """Train as configured; returns the folder of the final adapters."""
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from accelerate.utils import (
+        DataLoaderConfiguration,
+        ProjectConfiguration,
+        broadcast_object_list,
+        set_seed,
+    )
     from diffusers.optimization import get_scheduler
-    from torch.utils.data import DataLoader
 
     from pisasr.data.degradation import Degrader, training_input
     from pisasr.devices import resolve_device
     from pisasr.training.optim import build_optimizer
 
     t = cfg.train
-    dataset, degradation, validation, pix_ckpt, resume, tags = preflight(cfg)
+    dataset, degradation, validation, pix_ckpt, candidates, tags = preflight(cfg)
     out = Path(t.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=t.gradient_accumulation_steps,
@@ -333,41 +250,47 @@ def run_training(cfg: DictConfig) -> Path:
     lora_params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
     optimizer = build_optimizer(lora_params, t)
     lr_scheduler = get_scheduler("constant", optimizer)
-    loader = DataLoader(
-        dataset, batch_size=t.batch_size, shuffle=True, num_workers=cfg.data.num_workers, drop_last=True
-    )
+    loader = make_loader(dataset, t.batch_size, cfg.data.num_workers)
     optimizer, loader, lr_scheduler = accelerator.prepare(optimizer, loader, lr_scheduler)
     if len(loader) == 0:
         raise ConfigError(f"{len(dataset)} training images give no full batch of {t.batch_size} per process")
     degrader = Degrader(degradation, accelerator.device)
 
     step, batches_seen = first, (first - start_step(cfg)) * t.gradient_accumulation_steps
-    if resume is not None:
-        state = ckpts.read_state(resume)
-        accelerator.load_state(str(resume))
-        restored = load_checkpoint(resume)
-        for name in ADAPTERS:
-            dual.load_state_dict(name, restored.states[name], source=str(resume))
+    run_id, resume = ckpts.new_run_id(), None
+    if not candidates and t.overwrite_output_dir and accelerator.is_main_process:
+        ckpts.clear_run_outputs(out)
+    accelerator.wait_for_everyone()
+    restored = restore(accelerator, candidates, dual)
+    if restored is not None:
+        resume, state = restored
         _cast_trainable(dual, MIXED_PRECISION_DTYPES[t.mixed_precision])
-        step, batches_seen = state["step"], state["batches_seen"]
+        step, batches_seen, run_id = state["step"], state["batches_seen"], state.get("run_id") or run_id
+    run_id = broadcast_object_list([run_id])[0]
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         accelerator.init_trackers("pisasr", config=_flat_scalars(cfg))
         if resume is not None:
             print(f"resumed from {resume} at step {step}", file=sys.stderr)
+        elif t.resume_from_checkpoint == "auto":
+            print(f"no checkpoint in {ckpts.checkpoint_root(out)}: starting a new run", file=sys.stderr)
 
     dual.set_stage(stage_at(step, cfg))
     progress = tqdm(
         total=last, initial=step, desc="train", disable=not accelerator.is_main_process, file=sys.stderr
     )
-    skipped_files, last_good = 0, resume
+    skipped_files, last_good, saved_at = 0, resume, step
     tic, images_since = time.perf_counter(), 0
+
+    def checkpoint() -> Path | None:
+        state = {"step": step, "stage": dual.stage, "batches_seen": batches_seen, "run_id": run_id}
+        return save(accelerator, cfg, dual, state, model.base.fingerprint)
+
+    watch = PreemptionWatch(list(t.preempt_signals)).install()
     try:
         while step < last:
-            epoch, skip = divmod(batches_seen, len(loader))
-            epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-            epoch_loader.set_epoch(epoch)
+            epoch, epoch_loader = epoch_batches(accelerator, loader, t.seed, batches_seen)
             for batch in epoch_loader:
                 stage = stage_at(step, cfg)
                 if stage != dual.stage:
@@ -381,12 +304,7 @@ def run_training(cfg: DictConfig) -> Path:
                     prompts = tagger(gt) if tagger is not None else list(batch["prompt"])
                     with accelerator.autocast():
                         losses = model.losses(stage, lq * 2 - 1, gt * 2 - 1, prompts, generator)
-                    finite = torch.tensor(float(torch.isfinite(losses["loss"])), device=accelerator.device)
-                    if accelerator.reduce(finite, reduction="sum").item() < accelerator.num_processes:
-                        raise TrainingError(
-                            f"non-finite loss at step {step} (stage {stage}); last good checkpoint: {last_good or 'none'}. "
-                            "Lower train.learning_rate or use train.mixed_precision=bf16/no, then resume from it"
-                        )
+                    _stop_unless_finite(accelerator, losses["loss"], step, stage, last_good)
                     accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
                         trainable = dual.trainable_parameters()
@@ -404,32 +322,30 @@ def run_training(cfg: DictConfig) -> Path:
                 progress.update(1)
                 if step % t.log_every == 0 or step == last:
                     seconds = time.perf_counter() - tic
-                    logs = {f"loss/{k}": float(v.detach()) for k, v in losses.items() if k != "pred"}
-                    logs.update(
-                        {
-                            "lr": lr_scheduler.get_last_lr()[0],
-                            "step_time": seconds / t.log_every,
-                            "images_per_s": images_since / seconds,
-                        }
-                    )
+                    logs = _step_logs(losses, lr_scheduler, seconds, images_since, t)
                     logs["data/skipped_files"] = skipped_files
                     logs["prompt/example"] = prompts[0]  # TensorBoard text: what the model was told
                     accelerator.log(logs, step=step)
                     progress.set_postfix(
-                        {k.split("/")[-1]: f"{v:.4f}" for k, v in logs.items() if k.startswith("loss/")},
+                        {k: f"{float(v.detach()):.4f}" for k, v in losses.items() if k != "pred"},
                         stage=stage,
                     )
                     tic, images_since = time.perf_counter(), 0
                 if step % t.checkpointing_steps == 0 or step == last:
-                    last_good = (
-                        save(accelerator, cfg, dual, step, stage, batches_seen, model.base.fingerprint)
-                        or last_good
-                    )
+                    last_good, saved_at = checkpoint() or last_good, step
+                if step < last and watch.stop_agreed(accelerator):  # the same answer on every rank
+                    if saved_at != step:
+                        checkpoint()
+                    stopped = Preempted(watch.received, step, ckpts.checkpoint_path(out, step))
+                    mark_preempted(accelerator, stopped)
+                    accelerator.end_training()
+                    raise stopped
                 if validation is not None and accelerator.is_main_process and step % t.validation_steps == 0:
                     accelerator.log(validate(model, validation, accelerator, step), step=step)
                 if step >= last:
                     break
     finally:
+        watch.restore()
         progress.close()
     final = out / "final"
     if accelerator.is_main_process:
@@ -449,6 +365,27 @@ def run_training(cfg: DictConfig) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def _stop_unless_finite(accelerator, loss: torch.Tensor, step: int, stage: str, last_good) -> None:
+    finite = torch.tensor(float(torch.isfinite(loss)), device=accelerator.device)
+    if accelerator.reduce(finite, reduction="sum").item() < accelerator.num_processes:
+        raise TrainingError(
+            f"non-finite loss at step {step} (stage {stage}); last good checkpoint: {last_good or 'none'}. "
+            "Lower train.learning_rate or use train.mixed_precision=bf16/no, then resume from it"
+        )
+
+
+def _step_logs(losses: dict, lr_scheduler, seconds: float, images: int, t) -> dict:
+    logs = {f"loss/{k}": float(v.detach()) for k, v in losses.items() if k != "pred"}
+    logs.update(
+        {
+            "lr": lr_scheduler.get_last_lr()[0],
+            "step_time": seconds / t.log_every,
+            "images_per_s": images / seconds,
+        }
+    )
+    return logs
 
 
 def _flat_scalars(cfg: DictConfig) -> dict:
