@@ -139,3 +139,18 @@ def test_make_test_pairs_is_seeded(tmp_path, gt_dir):
     assert a.rgb.shape == (3, 16, 16) and torch.equal(a.rgb, b.rgb)
     assert read_image(tmp_path / "a" / "HR" / "img2.png").rgb.shape == (3, 64, 64)
     assert len(PairedDataset(tmp_path / "a" / "LR", tmp_path / "a" / "HR")) == 4
+
+
+def test_crops_too_small_for_the_degradation_are_one_line_errors(tmp_path, gt_dir, capsys):
+    """A 32 crop would be reflect-padded by 10 at 9 pixels inside basicsr: refused before any work."""
+    from pisasr.cli import run_cli
+    from pisasr.cli.preprocess import make_test_pairs_main
+    from pisasr.data.degradation import smallest_gt
+
+    assert smallest_gt(PARAMS) == 44  # floor(44 * 0.3) = 13 and 44 / 4 = 11 stay above the kernel's half (10)
+    with pytest.raises(ConfigError, match=r"data.crop_size=40 is too small .* use at least 44"):
+        GTDataset(sorted(gt_dir.iterdir()), PARAMS, crop_size=40)
+    assert GTDataset(sorted(gt_dir.iterdir()), PARAMS, crop_size=44)[0]["gt"].shape == (3, 44, 44)
+    assert run_cli(make_test_pairs_main, [str(gt_dir), str(tmp_path / "pairs"), "--crop", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --crop=32 is too small") and err.count("\n") == 1

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pisasr.data.degradation import DegradationParams, sample_kernels
+from pisasr.data.degradation import DegradationParams, check_gt_size, sample_kernels
 from pisasr.errors import ConfigError, PiSAError
 from pisasr.image_io import IMAGE_SUFFIXES, list_inputs, read_image
 
@@ -81,6 +81,7 @@ class GTDataset(Dataset):
             raise ConfigError(
                 f"data.crop_size={crop_size} must be divisible by the degradation scale {degradation.scale}"
             )
+        check_gt_size(degradation, crop_size, "data.crop_size")
         self.files, self.hq_files = list(files), list(hq_files)
         self.degradation, self.crop_size, self.hq_sample_prob = degradation, crop_size, hq_sample_prob
         self.prompts = prompts or {}

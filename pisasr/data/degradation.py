@@ -95,6 +95,23 @@ def load_degradation(path: str | Path | None = None, overrides: dict | None = No
     return params
 
 
+def smallest_gt(p: DegradationParams) -> int:
+    """The smallest GT side (a multiple of ``scale``) this degradation can filter: basicsr reflect-pads by half the
+    kernel, so the first-order output (down to ``resize_range[0]`` of the GT) and the LQ must stay larger."""
+    half, size = p.kernel_size // 2, p.scale
+    while int(size * min(p.resize_range[0], 1.0)) <= half or size // p.scale <= half:
+        size += p.scale
+    return size
+
+
+def check_gt_size(p: DegradationParams, size: int, what: str) -> None:
+    if size < smallest_gt(p):
+        raise ConfigError(
+            f"{what}={size} is too small for the degradation (kernel_size {p.kernel_size}, resize_range "
+            f"{p.resize_range}, scale {p.scale}): use at least {smallest_gt(p)}"
+        )
+
+
 def _blur_kernel(p: DegradationParams, rng: np.random.Generator, second: bool) -> np.ndarray:
     sfx = "2" if second else ""
     kernel_size = int(rng.choice(np.arange(7, p.kernel_size + 1, 2)))

@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pisasr.data.datasets import scan_folder
-from pisasr.data.degradation import DegradationParams, Degrader, sample_kernels
+from pisasr.data.degradation import DegradationParams, Degrader, check_gt_size, sample_kernels
 from pisasr.errors import PiSAError
 from pisasr.image_io import read_image, save_image
 
@@ -54,6 +54,7 @@ def make_test_pairs(
     """StableSR DIV2K-Val protocol: a random ``crop`` x ``crop`` HR patch per image (seeded) and its degraded LR
     (``crop / scale``). Writes ``out_dir/HR/<stem>.png`` and ``out_dir/LR/<stem>.png``; returns (written, skipped).
     """
+    check_gt_size(params, crop, "--crop")
     out = Path(out_dir)
     (out / "HR").mkdir(parents=True, exist_ok=True)
     (out / "LR").mkdir(parents=True, exist_ok=True)
