@@ -203,7 +203,7 @@ def test_cli_names_both_bases_and_the_config(official_pkl, tmp_path):
             "-i",
             str(image),
             "-o",
-            str(tmp_path),
+            str(tmp_path / "out"),
         ],
         cwd=REPO,
         capture_output=True,
