@@ -47,6 +47,7 @@ class Bench:
     degrader: object
     degradation: object
     mixed_precision: str
+    teacher_dtype: str
     flops_per_image: dict  # (stage, crop) -> model FLOPs of one step at batch 1
 
     @property
@@ -54,8 +55,11 @@ class Bench:
         return self.accelerator.device
 
 
-def build(base: str, mixed_precision: str = "no", device: str = "auto") -> Bench:
-    """The training code's model and optimizer on ``base`` (teacher too), for both stages."""
+def build(
+    base: str, mixed_precision: str = "no", device: str = "auto", teacher_dtype: str | None = None
+) -> Bench:
+    """The training code's model and optimizer on ``base`` (teacher too), for both stages; the teacher's weights
+    in ``teacher_dtype`` (default: the config's, fp32, run under the step's autocast)."""
     from accelerate import Accelerator
 
     from pisasr.config import load_config
@@ -68,7 +72,7 @@ def build(base: str, mixed_precision: str = "no", device: str = "auto") -> Bench
     cfg = load_config(
         REPO / "configs/train_official_sd21.yaml",
         [f"model.base={base}", f"train.csd.teacher={base}", "train.lpips_vgg_pretrained=false",
-         f"train.mixed_precision={mixed_precision!r}", f"train.csd.dtype={_teacher_dtype(mixed_precision)}"],
+         f"train.mixed_precision={mixed_precision!r}", *([f"train.csd.dtype={teacher_dtype}"] * bool(teacher_dtype))],
     )  # fmt: skip
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=resolve_device(device).type == "cpu")
     model, dual = build_model(cfg, accelerator, None, needs_sem=True)
@@ -76,12 +80,9 @@ def build(base: str, mixed_precision: str = "no", device: str = "auto") -> Bench
     optimizer = accelerator.prepare(build_optimizer(params, cfg.train))
     degradation = load_degradation(REPO / cfg.data.degradation.config)
     degrader = Degrader(degradation, accelerator.device)
-    return Bench(accelerator, model, dual, optimizer, degrader, degradation, mixed_precision, {})
-
-
-def _teacher_dtype(mixed_precision: str) -> str:
-    """The teacher runs in the generator's precision (the official: fp16 with fp16 autocast)."""
-    return {"no": "fp32"}.get(mixed_precision, mixed_precision)
+    return Bench(
+        accelerator, model, dual, optimizer, degrader, degradation, mixed_precision, cfg.train.csd.dtype, {}
+    )
 
 
 def _batch(bench: Bench, batch: int, crop: int) -> tuple[torch.Tensor, dict]:
@@ -166,6 +167,7 @@ def measure(
     bench.dual.set_stage(stage)
     row = {"machine": machine(), "suite": "train_bench", "device": str(bench.device), "stage": stage,
            "batch": batch, "crop": crop, "mixed_precision": bench.mixed_precision,
+           "teacher_dtype": bench.teacher_dtype,
            "gradient_checkpointing": checkpointing, "compiled": compiled}  # fmt: skip
     try:
         flops = model_flops(bench, stage, crop) * batch
@@ -251,6 +253,7 @@ def main(argv=None) -> None:
     p.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--stage", "--stages", dest="stages", default="pix,sem", help="pix, sem or pix,sem")
     p.add_argument("--batches", default="1", help="per-device batch sizes, e.g. 1,4,8")
+    p.add_argument("--teacher_dtype", choices=["fp32", "fp16", "bf16"], help="default: the config's (fp32)")
     p.add_argument("--crop", type=int, default=512)
     p.add_argument(
         "--gradient_checkpointing", nargs="?", const="on", default="off", choices=["off", "on", "both"]
@@ -268,7 +271,7 @@ def main(argv=None) -> None:
     quiet_libraries()
     torch.set_flush_denormal(True)
     start = time.perf_counter()
-    bench = build(args.base, args.mixed_precision, args.device)
+    bench = build(args.base, args.mixed_precision, args.device, args.teacher_dtype)
     print(f"built in {time.perf_counter() - start:.0f} s on {bench.device}", flush=True)
     peak = matmul_peak_tflops(bench.device, AUTOCAST_DTYPES[args.mixed_precision])
     checkpointing = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]

@@ -61,7 +61,7 @@ def _x0(eps, noisy, alpha_bar):
 def reference_losses(model, lq, gt, captions, seed):
     base, teacher = model.base, model.csd.teacher
     vae, unet, sf = base.vae, base.unet, base.vae.config.scaling_factor
-    g = torch.Generator().manual_seed(seed)
+    g, device = torch.Generator().manual_seed(seed), model.device
 
     def embed(prompts):
         with torch.no_grad():
@@ -69,19 +69,19 @@ def reference_losses(model, lq, gt, captions, seed):
 
     with torch.no_grad():
         dist = vae.encode(lq).latent_dist
-        z_lr = (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)) * sf
+        z_lr = (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(device)) * sf
     positive = [f"{c}, " for c in captions]  # official: f"{caption}, {args.pos_prompt_csd}", suffix ""
     dropped = bool(torch.rand(1, generator=g).item() < 0.5)
     cond = embed([""] * len(captions) if dropped else positive)
-    t1 = torch.full((len(captions),), OFFICIAL["timestep"])
+    t1 = torch.full((len(captions),), OFFICIAL["timestep"], device=device)
     z_h = z_lr - unet(z_lr, t1, encoder_hidden_states=cond).sample
     pred = vae.decode(z_h / sf).sample.clamp(-1, 1)
     l2 = ((pred - gt) ** 2).mean()
     lpips = model.lpips(pred, gt).mean()
 
-    t = torch.randint(OFFICIAL["t_min"], OFFICIAL["t_max"], (len(captions),), generator=g)
-    noise = torch.randn(z_h.shape, generator=g)
-    alpha_bar = _alphas_cumprod()[t].view(-1, 1, 1, 1)
+    t = torch.randint(OFFICIAL["t_min"], OFFICIAL["t_max"], (len(captions),), generator=g).to(device)
+    noise = torch.randn(z_h.shape, generator=g).to(device)
+    alpha_bar = _alphas_cumprod().to(device)[t].view(-1, 1, 1, 1)
     latents = z_h.detach()
     noisy = alpha_bar**0.5 * latents + (1 - alpha_bar) ** 0.5 * noise
     with torch.no_grad():  # two separate teacher passes (the code under test batches them)
@@ -99,7 +99,7 @@ def test_sem_loss_and_its_gradient_are_the_official_weighted_sum(official_model)
     """Fails if the LPIPS and CSD weights are swapped (1 and 2 instead of 2 and 1), if CSD is fed the prompts the
     wrong way round, or if an empty caption is not joined as the official code does."""
     model = official_model
-    lq, gt = _fixed_batch()
+    lq, gt = (x.to(model.device) for x in _fixed_batch())
     params = model.dual.trainable_parameters()
     ours = model.losses("sem", lq, gt, CAPTIONS, torch.Generator().manual_seed(SEED))
     ref = reference_losses(model, lq, gt, CAPTIONS, SEED)
@@ -119,15 +119,15 @@ def test_csd_gradient_points_along_the_positive_minus_negative_score(official_mo
     factor: gradient descent moves z_H towards the positive prompt's guided prediction. Fails on a flipped sign."""
     model, csd = official_model, official_model.csd
     g = torch.Generator().manual_seed(5)
-    z_h = torch.randn(2, 4, 8, 8, generator=g).requires_grad_(True)
+    z_h = torch.randn(2, 4, 8, 8, generator=g).to(model.device).requires_grad_(True)
     positive = model.embed(["a photo of a cat, ", "a house, "])
     negative = model.embed([NEGATIVE_PROMPT] * 2)
     csd(z_h, positive, negative, torch.Generator().manual_seed(7)).backward()
 
     draws = torch.Generator().manual_seed(7)
-    t = torch.randint(OFFICIAL["t_min"], OFFICIAL["t_max"], (2,), generator=draws)
-    noise = torch.randn(z_h.shape, generator=draws)
-    alpha_bar = _alphas_cumprod()[t].view(-1, 1, 1, 1)
+    t = torch.randint(OFFICIAL["t_min"], OFFICIAL["t_max"], (2,), generator=draws).to(model.device)
+    noise = torch.randn(z_h.shape, generator=draws).to(model.device)
+    alpha_bar = _alphas_cumprod().to(model.device)[t].view(-1, 1, 1, 1)
     latents = z_h.detach()
     noisy = alpha_bar**0.5 * latents + (1 - alpha_bar) ** 0.5 * noise
     with torch.no_grad():
@@ -160,10 +160,10 @@ def test_csd_timesteps_are_drawn_from_20_to_500(official_model):
     csd, recorder, batch = official_model.csd, _RecordingTeacher(), 4096
     teacher, csd.teacher = csd.teacher, recorder
     try:
-        emb = torch.zeros(batch, 1, 4)
-        csd(torch.randn(batch, 4, 1, 1), emb, emb, torch.Generator().manual_seed(0))
+        emb = torch.zeros(batch, 1, 4, device=official_model.device)
+        csd(torch.randn(batch, 4, 1, 1, device=emb.device), emb, emb, torch.Generator().manual_seed(0))
     finally:
         csd.teacher = teacher
-    t = torch.cat(recorder.timesteps)
+    t = torch.cat(recorder.timesteps).cpu()
     assert t.min() >= 20 and t.max() <= 499
     assert t.min() <= 25 and t.max() >= 494  # the whole range is used

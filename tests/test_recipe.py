@@ -179,7 +179,8 @@ def test_training_run_keeps_pix_frozen_or_steps_it_as_the_official(smoke_runs, t
         moved = 0
         for i, key in enumerate(names):
             expected = _adamw_with_zero_grads(before[key], state[i], 2, cfg)
-            assert torch.equal(after[key], expected), key
+            # bit-identical on the CPU; a GPU run's fused kernels may differ in the last bit
+            torch.testing.assert_close(after[key], expected, rtol=1e-6, atol=1e-9, msg=key)
             moved += not torch.equal(after[key], before[key])
         assert moved > len(names) // 2
 
