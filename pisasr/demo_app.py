@@ -87,8 +87,11 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
                     format="png",
                     image_mode=None,
                     interactive=False,
-                    height=200,
+                    height=160,
                 )
+                photos = example_photos()
+                if photos:
+                    gr.Examples([[str(p)] for p in photos], inputs=[upload], label="or an example photo")
                 lambda_pix = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="λ_pix (fidelity)")
                 lambda_sem = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="λ_sem (semantic detail)")
                 with gr.Row():
@@ -98,9 +101,6 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
                 download = gr.File(label="full-resolution result (PNG; 16-bit and alpha kept)")
             with gr.Column(scale=2):
                 compare = gr.ImageSlider(label=BEFORE_AFTER, type="pil", format="png", image_mode=None)
-        photos = example_photos()
-        if photos:
-            gr.Examples([[str(p)] for p in photos], inputs=[upload], label="example photos")
         with gr.Accordion("sweep", open=False):
             spec = gr.Textbox("0.5,1.0,1.5:0,0.5,1.0,1.5", label="λ_pix values : λ_sem values")
             sweep_button = gr.Button("render sweep")

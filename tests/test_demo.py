@@ -245,7 +245,7 @@ def _browser():
     options.binary_location = chrome
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1280,900"):  # fmt: skip
+                 "--no-first-run", "--window-size=1280,1000"):  # fmt: skip
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -263,7 +263,16 @@ def test_browser_shows_the_result(server, tmp_path):
         upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
         upload.send_keys(str(REPO / "examples" / "coffee.png"))
         wait.until(lambda b: "recombined and decoded" in b.page_source)
-        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "img")) >= 2)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "img")) >= 3)  # upload, before, after
+        shown = {img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, "img")}
+        browser.find_element(By.XPATH, "//*[normalize-space(text())='chelsea.png']").click()  # an example
+        wait.until(
+            lambda b: (
+                "recombined and decoded" in b.page_source
+                and len({img.get_attribute("src") for img in b.find_elements(By.CSS_SELECTOR, "img")} - shown)
+                >= 3
+            )
+        )
         time.sleep(1)
         shot = tmp_path / "demo.png"
         browser.save_screenshot(str(shot))
