@@ -2,13 +2,15 @@
 photo), sliders and presets, the before/after comparison, download on demand, and the sweep panel.
 
 A browser session holds only the key of its cached entry (``gr.State``); the entry itself lives in the engine's
-least-recently-used cache and is dropped when the session ends. Previews are lossless PNG; Gradio's own copies
+least-recently-used cache and is dropped when the page is closed (``unload``) or a newer upload replaces it. Previews are lossless PNG; Gradio's own copies
 of them are deleted after an hour (``delete_cache``).
 """
 
 from __future__ import annotations
 
 import functools
+
+import gradio as gr
 
 from pisasr.demo import PRESETS, UNTRAINED_NOTE, DemoEngine, example_photos
 from pisasr.errors import ImageError, PiSAError
@@ -28,7 +30,6 @@ def header(engine: DemoEngine, title: str) -> str:
 
 def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
     """A Gradio Blocks app over ``engine``; one request at a time (``queue(default_concurrency_limit=1)``)."""
-    import gradio as gr
 
     def guarded(fn):
         @functools.wraps(fn)  # Gradio reads the signature (the gr.Progress default)
@@ -46,13 +47,23 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
             return None, "Upload an image to start."
         return engine.thumbnail(file), "Encoding and running the UNet passes..."
 
+    open_sessions: dict[str, str] = {}  # Gradio session -> its entry's key, to drop it when the page closes
+
     @guarded
-    def on_load(file, key, lambda_pix, lambda_sem, progress=gr.Progress()):  # noqa: B008 (Gradio's API)
+    def on_load(file, key, lambda_pix, lambda_sem, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if file is None:
             return key, None, "Upload an image to start."
-        engine.drop(key)  # this session's previous image
         cached = engine.load(file, progress=progress)
+        engine.drop(key)  # this session's previous image
+        for session, held in list(open_sessions.items()):
+            if held not in engine.cache:
+                del open_sessions[session]
+        if request is not None and request.session_hash:
+            open_sessions[request.session_hash] = cached.key
         return (cached.key, *on_render(cached.key, lambda_pix, lambda_sem))
+
+    def on_close(request: gr.Request):
+        engine.drop(open_sessions.pop(request.session_hash, None))
 
     @guarded
     def on_render(key, lambda_pix, lambda_sem):
@@ -77,7 +88,7 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
 
     with gr.Blocks(title=title, delete_cache=GRADIO_CACHE_PRUNE) as app:
         gr.Markdown(header(engine, title))
-        key = gr.State(None, delete_callback=engine.drop)
+        key = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="low-resolution image", file_types=["image"], type="filepath")
@@ -121,4 +132,5 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
             ).then(on_render, [key, lambda_pix, lambda_sem], outputs, api_name=False)
         download_button.click(on_download, [key, lambda_pix, lambda_sem], download, api_name="download")
         sweep_button.click(on_sweep, [key, spec], sheet, api_name="sweep")
+        app.unload(on_close)
     return app.queue(default_concurrency_limit=1)

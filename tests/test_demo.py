@@ -153,6 +153,21 @@ def test_app_labels_sides_offers_examples_and_says_when_untrained(engine, monkey
     assert any(UNTRAINED_NOTE in md.value for md in texts(build_app(engine), gr.Markdown))
 
 
+def test_closing_the_page_or_uploading_again_drops_the_entry(engine, tmp_path):
+    import gradio as gr
+
+    from pisasr.demo_app import build_app
+
+    fns = {f.name: f.fn for f in build_app(engine).fns.values()}
+    request = gr.Request(session_hash="one-session")
+    photo = image_file(tmp_path / "a.png", (20, 20))
+    first, _, _ = fns["on_load"](photo, None, 1.0, 1.0, request)
+    second, _, _ = fns["on_load"](photo, first, 1.0, 1.0, request)
+    assert first not in engine.cache and second in engine.cache
+    fns["on_close"](request)
+    assert second not in engine.cache
+
+
 # -- the real server --------------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

@@ -67,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     apply_flags(cfg, args, FLAGS)
     from pisasr.demo import EXAMPLES, UNTRAINED_NOTE, DemoEngine, DemoLimits, demo_workdir
-    from pisasr.demo_app import build_app
 
     limits = DemoLimits(args.max_upload_mb, args.max_pixels, args.max_sessions)
     stop_on_signals()
     workdir = demo_workdir()
     try:
         os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own cache stays in our folder too
+        from pisasr.demo_app import build_app  # imports gradio, which reads GRADIO_TEMP_DIR once
+
         quiet_libraries()
         from pisasr.pipeline import Pipeline
 
