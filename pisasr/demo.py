@@ -62,8 +62,8 @@ class DemoLimits:
 class Cached:
     """One uploaded image after its UNet passes: everything a slider move needs.
 
-    ``prepared`` is kept without its padded model input (only the UNet passes read it), which nearly halves an
-    entry; ``before`` is the upsampled input as previewed."""
+    ``prepared`` is kept without its padded model input (only the UNet passes read it; about 40% of an
+    entry); ``before`` is the upsampled input as previewed."""
 
     key: str
     stem: str
@@ -81,7 +81,7 @@ class Cached:
 
 class SessionCache:
     """Least-recently-used ``key -> Cached`` holding at most ``capacity`` entries; ``on_evict`` is called for
-    every entry that leaves (evicted or dropped). Thread-safe: Gradio deletes session state from other threads."""
+    every entry that leaves (evicted or dropped). Thread-safe: page-close (unload) events bypass the queue."""
 
     def __init__(self, capacity: int, on_evict: Callable[[Cached], None] | None = None):
         self.capacity, self.on_evict = capacity, on_evict

@@ -49,16 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP (unless ignored, as under nohup) end the server as Ctrl-C does, so that the
-    ``finally`` below removes the temporary folder; SIGINT too, even where the shell started us ignoring it.
-    A second signal kills at once."""
+    """SIGTERM, SIGINT and SIGHUP end the server as Ctrl-C does, so that the ``finally`` below removes the
+    temporary folder; a signal the parent made us ignore (``nohup``, ``&`` in a script) stays ignored. A second
+    signal kills at once."""
 
     def stop(signum, frame):
         signal.signal(signum, signal.SIG_DFL)
         raise KeyboardInterrupt
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        if signum == signal.SIGINT or signal.getsignal(signum) is not signal.SIG_IGN:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, stop)
 
 
