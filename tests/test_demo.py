@@ -143,6 +143,7 @@ def test_app_labels_sides_offers_examples_and_says_when_untrained(engine, monkey
         return [b for b in app.blocks.values() if isinstance(b, kind)]
 
     app = build_app(engine)
+    assert app.delete_cache == (900, 3600)  # Gradio's copies of previews and downloads go after an hour
     (compare,) = texts(app, gr.ImageSlider)
     assert compare.format == "png" and "before" in compare.label and "after" in compare.label
     assert all(image.format == "png" for image in texts(app, gr.Image))
