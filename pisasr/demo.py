@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pisasr.errors import ConfigError, ImageError, PiSAError
 from pisasr.image_io import assemble, read_image, save_image, to_pil
-from pisasr.pipeline import Latents, Pipeline, Prepared, plan_geometry
+from pisasr.pipeline import UNTRAINED_NOTE, Latents, Pipeline, Prepared, plan_geometry  # noqa: F401 (re-exported)
 from pisasr.resize import resize_image
 from pisasr.sweep import contact_sheet, parse_sweep, sweep_name
 
@@ -40,7 +40,6 @@ PREVIEW_SIDE = 2048  # the before/after previews are at most this long (the down
 THUMBNAIL_SIDE = 512  # the preview of the upload
 MAX_SWEEP_CELLS = 25  # one decode each, while the one-request queue waits
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # the bundled photos (in a source checkout)
-UNTRAINED_NOTE = "no --weights given: the adapters are untrained, so this is the base model's output"
 
 
 @dataclass

@@ -46,6 +46,7 @@ from pisasr.sweep import check_lambda
 from pisasr.tiling import needs_tiling, tiled_apply
 
 Pair = tuple[float, float]
+UNTRAINED_NOTE = "no --weights given: the adapters are untrained, so this is the base model's output"
 
 
 @dataclass

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         unique_inputs,
         without_earlier_outputs,
     )
-    from pisasr.pipeline import Pipeline
+    from pisasr.pipeline import UNTRAINED_NOTE, Pipeline
     from pisasr.sweep import parse_sweep
 
     quiet_libraries()
@@ -162,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         if not cfg.model.weights:
-            print(
-                "note: no --weights given: the adapters are untrained, so this is the base model's output",
-                file=sys.stderr,
-            )
+            print(f"note: {UNTRAINED_NOTE}", file=sys.stderr)
         weights = cfg.model.weights
         record = RunRecord(
             out_dir,
