@@ -4,7 +4,8 @@ Design choices that make the stage switch correct under DDP and resume exact:
 
 * One AdamW over *both* adapters' parameters. A frozen adapter's parameters have ``requires_grad=False`` and their
   gradients stay ``None`` (``zero_grad(set_to_none=True)``), so AdamW skips them entirely: no weight decay, no
-  momentum, bit-identical. The ``sem`` parameters get fresh moments at their first step, as with a new optimizer.
+  momentum, bit-identical; unless ``train.frozen_pix_in_optimizer`` (the official recipe) keeps stepping the
+  frozen ``pix`` with zero gradients (``optim.py``). The ``sem`` parameters get fresh moments at their first step.
 * The UNet is not wrapped in DDP: after backward, the gradients of whatever is trainable *now* are all-reduced
   (LoRA gradients are a few MB). So the ``sem`` adapter is synchronised in stage 2, which the official code,
   wrapping once while ``sem`` is frozen, never does.
@@ -239,8 +240,9 @@ def run_training(cfg: DictConfig) -> Path:
     needs_sem = any(stage_at(s, cfg) == "sem" for s in (first, last - 1))
     if needs_sem and not cfg.data.prompts and not tags and accelerator.is_main_process:
         print(
-            "warning: the sem stage runs without prompts (data.prompts is unset): CSD's positive branch is the "
-            "empty prompt, so its guidance only pushes away from the negative prompt. The official code tags "
+            "warning: the sem stage runs without prompts (data.prompts is unset): CSD's positive branch has no "
+            "caption (only the positive suffix), so its guidance mostly pushes away from the negative prompt. "
+            "The official code tags "
             "every crop (RAM); make prompts with preprocess/extract_prompts.py or set data.tagger.enabled=true "
             "(README, Training data)",
             file=sys.stderr,
