@@ -124,7 +124,9 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tiny_base, tmp_path):
     assert run_train(train_args(tiny_base, out, *short, "train.pix_steps=3")).returncode == 0
     before = sorted(p.name for p in (out / "checkpoints").iterdir())
     final_before = load_checkpoint(out / "final").states
-    refused = run_train(train_args(tiny_base, out, *short, "train.seed=1"))
+    refused = run_train(
+        train_args(tiny_base, out, *short, "train.seed=1", "train.overwrite_output_dir=false")
+    )
     assert refused.returncode == 2
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {out} already holds another training run's checkpoints")
