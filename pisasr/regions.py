@@ -287,9 +287,8 @@ def combine_maps(latents, lambda_pix: Value, lambda_sem: Value) -> torch.Tensor:
     """``Latents.combine`` with maps: the same operations as the scalar path, per latent position."""
     z = latents.z_lr
     sem = torch.as_tensor(lambda_sem, dtype=torch.float64)
-    diff = (
-        torch.as_tensor(lambda_pix, dtype=torch.float64) - sem
-    )  # in float64, as Python subtracts the scalars
+    # the difference in float64, as Python subtracts two scalar lambdas, then cast: the scalar path's numbers
+    diff = torch.as_tensor(lambda_pix, dtype=torch.float64) - sem
     if bool((sem != 0).any()):
         if latents.eps_full is None:
             raise ValueError("these latents have no eps_full; predict with the map (it has lambda_sem != 0)")

@@ -8,7 +8,7 @@ from PIL import Image
 from pisasr.errors import ConfigError, ImageError
 from pisasr.image_io import LoadedImage
 from pisasr.pipeline import Pipeline
-from pisasr.regions import LambdaMap, LatentGrid, RegionMap, area_average, feather
+from pisasr.regions import LambdaMap, LatentGrid, RegionMap, area_average, feather, latent_pair
 
 INSIDE, OUTSIDE = (1.0, 0.3), (0.6, 1.4)
 
@@ -190,3 +190,25 @@ def test_bad_maps_are_one_line_errors(small_pipe):
     assert small_pipe.restore(
         image, [RegionMap(np.ones((24, 32)), INSIDE, OUTSIDE)]
     )  # the input's size is fine
+
+
+def test_uniform_cells_keep_their_value_exactly_after_averaging_and_feathering():
+    """Fractional area weights (an enlarged input: 40 output rows over 64 model rows) and Gaussian weights do not
+    sum exactly; cells whose support holds one value keep it to the bit."""
+    grid = LatentGrid(out_size=(40, 52), model_size=(64, 80), latent_size=(8, 10), cell=8)
+    for value in (0.1, 0.3, 0.7, 1.3):
+        plane = torch.full((40, 52), value, dtype=torch.float64)
+        assert (area_average(plane, grid) == value).all()
+        assert (feather(area_average(plane, grid), 30, grid) == value).all()
+    pix, sem = latent_pair(RegionMap(_left((40, 52), 26), (0.1, 0.3), (0.7, 1.3), feather=4), grid)
+    assert (pix[:, :2] == 0.1).all() and (sem[:, :2] == 0.3).all()
+    assert (pix[:, -2:] == 0.7).all() and (sem[:, -2:] == 1.3).all()
+
+
+def test_padding_cells_average_the_reflected_image():
+    """A 60-pixel-wide model image is reflect-padded to 64: the last latent cell holds columns 56-59 and their
+    reflections 58, 57, 56, 55, as the padded image does."""
+    grid = LatentGrid(out_size=(8, 60), model_size=(8, 60), latent_size=(1, 8), cell=8)
+    plane = torch.zeros(8, 60, dtype=torch.float64)
+    plane[:, 57] = 1.0
+    assert area_average(plane, grid)[0, -1] == 2 / 8
