@@ -7,6 +7,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -96,6 +97,7 @@ class _Job:
     path: Path
     targets: list[Path]
     prepared: Prepared | None = None
+    spec: object = None  # this image's lambda map (pisasr.regions), if any
 
 
 def run_batch(
@@ -108,12 +110,14 @@ def run_batch(
     show_progress: bool = True,
     batch_size: int = 1,
     io_workers: int = 2,
+    regions: Callable[[Prepared], object] | None = None,
 ) -> BatchSummary:
     """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on.
 
     Images of the same size go through the model ``batch_size`` at a time. With ``io_workers`` > 0, reading and
     preprocessing of upcoming images and the colour fix and writing of finished ones run in threads while the
-    model works. A batch that fails is retried image by image, so a bad file only fails itself.
+    model works. A batch that fails is retried image by image, so a bad file only fails itself. ``regions``
+    gives each prepared image its lambda map (``pisasr.region_files``), in place of ``pairs[0]``.
     """
     summary = BatchSummary()
     start = time.perf_counter()
@@ -148,10 +152,12 @@ def run_batch(
 
     def run_model(group: list[_Job]) -> None:
         try:
-            latents = pipe.predict([job.prepared for job in group], pairs)
+            prepared = [job.prepared for job in group]
+            latents = pipe.predict(prepared, pairs + [job.spec for job in group if job.spec is not None])
             decoded = [{} for _ in group]
             for pair in pairs:
-                for per_image, d in zip(decoded, pipe.decode(latents.combine(*pair)).cpu()):
+                z = pipe.combine(latents, prepared, [pair if job.spec is None else job.spec for job in group])
+                for per_image, d in zip(decoded, pipe.decode(z).cpu()):
                     per_image[pair] = d
         except Exception as exc:
             if len(group) > 1:  # find the culprit: one image at a time
@@ -174,8 +180,9 @@ def run_batch(
             summary.done += 1
             progress.update(1)
 
-    def read(path: Path) -> Prepared:
-        return pipe.prepare(read_image(path))
+    def read(path: Path) -> tuple[Prepared, object]:
+        prepared = pipe.prepare(read_image(path))
+        return prepared, regions(prepared) if regions is not None else None
 
     pending = iter(jobs)
     reads: deque[tuple[_Job, Future]] = deque()
@@ -189,7 +196,7 @@ def run_batch(
                 break
             job, future = reads.popleft()
             try:
-                job.prepared = future.result()
+                job.prepared, job.spec = future.result()
             except Exception as exc:
                 fail(job, exc)
                 continue

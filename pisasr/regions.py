@@ -322,3 +322,26 @@ def spec_passes(spec) -> tuple[bool, bool]:
     ]
     needs = [spec_passes(p) for p in used]
     return any(n[0] for n in needs), any(n[1] for n in needs)
+
+
+# -- automatic regions -------------------------------------------------------------------------------------------
+def detector(what) -> object:
+    """``"faces"`` -> ``pisasr.faces.face_mask``; a callable (image -> mask) is used as it is."""
+    if callable(what):
+        return what
+    if what == "faces":
+        from pisasr.faces import face_mask
+
+        return face_mask
+    raise ConfigError(f"protect={what!r}: use 'faces' or a callable returning a mask")
+
+
+def protect(spec, image, what="faces", pair=(1.0, 0.5), feather: float = 0.0) -> Spec:
+    """``spec`` with the regions that ``what`` finds in ``image`` (any size of the output's aspect ratio, e.g.
+    the input) given ``pair``; unchanged (the scalar path) where nothing is found."""
+    mask = to_plane(detector(what)(image), "protect mask")
+    if not bool((mask > 0).any()):
+        return as_pair(spec)
+    return RegionMap(
+        mask, as_pair(pair), as_pair(spec), feather, name=f"protect={getattr(what, '__name__', what)}"
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from pisasr.cli import apply_flags, quiet_libraries, run_cli
+from pisasr.cli.regions import add_region_flags
 from pisasr.config import load_config
 from pisasr.errors import ConfigError
 
@@ -44,6 +45,12 @@ FLAGS = {
     "compile": "inference.compile",
     "pix_unet": "inference.pix_unet",
     "allow_base_mismatch": "model.allow_base_mismatch",
+    "mask": "inference.mask",
+    "lambda_inside": "inference.lambda_inside",
+    "lambda_outside": "inference.lambda_outside",
+    "feather": "inference.feather",
+    "save_masks": "inference.save_masks",
+    "protect": "inference.protect",
 }
 
 
@@ -93,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run adapters on a base other than the one they were trained on",
     )
+    add_region_flags(p)
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.vae_tile=512")
     return p
 
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from pisasr.image_io import list_inputs
     from pisasr.model.checkpoint import file_sha256, resolve_weights_file
     from pisasr.pipeline import Pipeline
+    from pisasr.region_files import RegionPlan
     from pisasr.sweep import parse_sweep
 
     quiet_libraries()
@@ -126,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     check_unique_stems(inputs)
     out_dir = Path(o.output_dir)
     check_writable(out_dir)
+    plan = RegionPlan.from_options(o, out_dir)
     if o.sweep:
         axes = parse_sweep(o.sweep)
         pairs = [(p, s) for p in axes[0] for s in axes[1]]
@@ -155,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dtype": str(pipe.dtype),
                 "num_processes": state.num_processes,
                 "versions": package_versions(),
+                "regions": plan.record(inputs) if plan else None,
             },
         )
     shard = inputs[state.process_index :: state.num_processes]
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         show_progress=state.is_main_process,
         batch_size=o.batch_size,
         io_workers=o.io_workers,
+        regions=plan.spec_for if plan else None,
     )
     if state.num_processes > 1:
         from accelerate.utils import gather_object
