@@ -57,7 +57,7 @@ def detect_faces(image, min_neighbors: int = 8, scale_factor: float = 1.2) -> li
     shrink = min(1.0, DETECT_MAX_SIDE / max(height, width))
     if shrink < 1:
         small = Image.fromarray((array * 255).round().astype(np.uint8)).resize(
-            (max(1, round(width * shrink)), max(1, round(height * shrink))), Image.Resampling.BOX
+            (max(1, round(width * shrink)), max(1, round(height * shrink))), Image.Resampling.LANCZOS
         )
         array = np.asarray(small, dtype=np.float64) / 255.0
     found = _cascade().detect_multi_scale(
