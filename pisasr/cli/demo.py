@@ -2,7 +2,8 @@
 
 Serves the Gradio demo (``pisasr/demo.py``) over one ``Pipeline`` built from the same configuration as the CLI
 (tiling, device, dtype); trailing ``key=value`` pairs override the config. Binds to loopback unless told
-otherwise; everything it writes goes to one temporary folder, removed on exit.
+otherwise; everything it writes goes to one temporary folder, removed on exit, including on SIGTERM (what
+docker and systemd send), SIGINT and SIGHUP.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 
 from pisasr.cli import apply_flags, quiet_libraries, run_cli
@@ -32,32 +34,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max_upload_mb", type=float, default=20.0, help="uploads above this are refused")
+    p.add_argument("--max_upload_mb", type=float, default=20.0, help="uploads above this are refused (20)")
+    p.add_argument(
+        "--max_pixels", type=int, default=512 * 512,
+        help="uploads with more pixels are refused before decoding (262144 = 512x512, a 2048x2048 output)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max_sessions", type=int, default=8,
+        help="cached uploads kept in memory, least recently used dropped first (8)",
+    )  # fmt: skip
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.latent_tile=64")
     return p
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (unless ignored, as under nohup) end the server as Ctrl-C does, so that the
+    ``finally`` below removes the temporary folder; SIGINT too, even where the shell started us ignoring it.
+    A second signal kills at once."""
+
+    def stop(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if signum == signal.SIGINT or signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     apply_flags(cfg, args, FLAGS)
-    from pisasr.demo import DemoEngine, build_app, demo_workdir
+    from pisasr.demo import EXAMPLES, UNTRAINED_NOTE, DemoEngine, DemoLimits, demo_workdir
+    from pisasr.demo_app import build_app
 
+    limits = DemoLimits(args.max_upload_mb, args.max_pixels, args.max_sessions)
+    stop_on_signals()
     workdir = demo_workdir()
-    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own cache stays in our folder too
-    quiet_libraries()
-    from pisasr.pipeline import Pipeline
-
     try:
+        os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own cache stays in our folder too
+        quiet_libraries()
+        from pisasr.pipeline import Pipeline
+
         pipe = Pipeline.from_config(cfg)
-        app = build_app(DemoEngine(pipe, workdir / "results", args.max_upload_mb))
+        if not cfg.model.weights:
+            print(f"note: {UNTRAINED_NOTE}", file=sys.stderr)
+        app = build_app(DemoEngine(pipe, workdir / "results", limits))
         print(f"demo on http://{args.host}:{args.port} (files in {workdir})", file=sys.stderr, flush=True)
         app.launch(
             server_name=args.host,
             server_port=args.port,
             share=args.share,
-            allowed_paths=[str(workdir)],
+            allowed_paths=[str(workdir), str(EXAMPLES)],
             max_file_size=int(args.max_upload_mb * 2**20),
         )
     finally:
