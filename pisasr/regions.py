@@ -157,40 +157,62 @@ class LatentGrid:
         return self.model_size[0] / self.out_size[0] / self.cell
 
 
-def area_weights(n_cells: int, model_len: int, source_len: int, cell: int) -> torch.Tensor:
-    """[n_cells, source_len]: latent cell i averages model pixels [cell*i, cell*(i+1)), reflected past the image
-    as the padding is; model pixel r covers source pixels [r, r+1) * source_len / model_len."""
-    scale = source_len / model_len
-    src_lo = torch.arange(source_len, dtype=torch.float64)
-    weights = torch.zeros(n_cells, source_len, dtype=torch.float64)
-    for k in range(cell):
-        rows = torch.arange(n_cells, dtype=torch.float64) * cell + k
-        rows = torch.where(rows < model_len, rows, 2 * (model_len - 1) - rows)
-        lo = rows[:, None] * scale
-        overlap = torch.minimum(lo + scale, src_lo[None] + 1) - torch.maximum(lo, src_lo[None])
-        weights += overlap.clamp(min=0)
-    return weights / weights.sum(1, keepdim=True)
+def _cell_runs(n_cells: int, model_len: int, source_len: int, cell: int):
+    """Per latent cell along one axis: its model pixels in the image [a, b) and those it gets from the reflect
+    padding, [c, d) (empty where c == d), and the source pixels its support spans, [first, last] (integers)."""
+    start = torch.arange(n_cells, dtype=torch.int64) * cell
+    end = start + cell
+    a, b = start.clamp(max=model_len), end.clamp(max=model_len)
+    padded_from = torch.maximum(start, torch.tensor(model_len))
+    c = torch.where(end > padded_from, 2 * (model_len - 1) - (end - 1), 0)
+    d = torch.where(end > padded_from, 2 * (model_len - 1) - padded_from + 1, 0)
+    low = torch.where(d > c, torch.minimum(a, c), a)
+    high = torch.where(d > c, torch.maximum(b, d), b)
+    first = low * source_len // model_len
+    last = (high * source_len + model_len - 1) // model_len - 1
+    return (a, b), (c, d), first, last
 
 
-def _support_extreme(plane: Plane, rows: torch.Tensor, cols: torch.Tensor, largest: bool) -> Plane:
-    """Max (or min) of ``plane`` over each cell's support rectangle (supports are contiguous index ranges)."""
-    pick = torch.amax if largest else torch.amin
+def _axis_average(plane: Plane, runs, model_len: int, cell: int) -> Plane:
+    """Area average along dim 0: each model pixel r covers source rows [r, r + 1) * source_len / model_len."""
+    source_len = plane.shape[0]
+    total = torch.cat([torch.zeros_like(plane[:1]), plane.cumsum(0)])
 
-    def ranges(weights):
-        nz = weights > 0
-        first = nz.float().argmax(1)
-        last = weights.shape[1] - 1 - nz.flip(1).float().argmax(1)
-        return list(zip(first.tolist(), last.tolist()))
+    def integral(pixel: torch.Tensor) -> Plane:  # the sum of the source rows over [0, pixel * scale)
+        x = pixel.to(torch.float64) * source_len / model_len
+        row = x.floor().long().clamp(max=source_len - 1)
+        return total[row] + (x - row)[:, None] * plane[row]
 
-    by_row = torch.stack([pick(plane[a : b + 1], 0) for a, b in ranges(rows)])
-    return torch.stack([pick(by_row[:, a : b + 1], 1) for a, b in ranges(cols)], 1)
+    out = torch.zeros(len(runs[0][0]), plane.shape[1], dtype=plane.dtype)
+    for lo, hi in runs:
+        count = (hi - lo).to(torch.float64)[:, None]
+        spans = torch.where(count > 0, count, 1.0) * source_len / model_len
+        out += torch.where(count > 0, (integral(hi) - integral(lo)) / spans * count, 0.0)
+    return out / cell
+
+
+def _range_extreme(plane: Plane, first: torch.Tensor, last: torch.Tensor, largest: bool) -> Plane:
+    """Max (or min) along dim 0 of ``plane`` over the rows [first_i, last_i] of each cell i."""
+    steps = torch.arange(int((last - first).max()) + 1)
+    rows = torch.minimum(first[:, None] + steps[None], last[:, None])  # [cells, longest span]
+    picked = plane[rows]
+    return picked.amax(1) if largest else picked.amin(1)
+
+
+def _support_extreme(plane: Plane, rows, cols, largest: bool) -> Plane:
+    """Max (or min) of ``plane`` over each cell's support rectangle ([first, last] source rows and columns)."""
+    by_row = _range_extreme(plane, *rows, largest)
+    return _range_extreme(by_row.T, *cols, largest).T
 
 
 def area_average(plane: Plane, grid: LatentGrid) -> Plane:
-    """Exact area average of ``plane`` (covering the output) on the latent grid; uniform cells keep their value."""
-    rows = area_weights(grid.latent_size[0], grid.model_size[0], plane.shape[0], grid.cell)
-    cols = area_weights(grid.latent_size[1], grid.model_size[1], plane.shape[1], grid.cell)
-    mean = rows @ plane @ cols.T
+    """Exact area average of ``plane`` (covering the output) on the latent grid, with the image's reflect
+    padding; cells whose support holds one value keep it to the bit (averaging weights do not sum exactly)."""
+    (h, w), (model_h, model_w) = grid.latent_size, grid.model_size
+    *row_runs, row_first, row_last = _cell_runs(h, model_h, plane.shape[0], grid.cell)
+    *col_runs, col_first, col_last = _cell_runs(w, model_w, plane.shape[1], grid.cell)
+    mean = _axis_average(_axis_average(plane, row_runs, model_h, grid.cell).T, col_runs, model_w, grid.cell).T
+    rows, cols = (row_first, row_last), (col_first, col_last)
     high = _support_extreme(plane, rows, cols, largest=True)
     low = _support_extreme(plane, rows, cols, largest=False)
     return torch.where(high == low, high, mean)
