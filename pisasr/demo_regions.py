@@ -154,7 +154,7 @@ def regions_panel(engine: DemoEngine, key, loaded) -> None:
         cached = cached_for(key_value)
         mask = editor_mask(value)
         image, seconds = render_regions(engine, cached, mask, (ip, is_), (op, os_), feather)
-        return (cached.before, engine.preview(image)), status(mask, (ip, is_), (op, os_), feather, seconds)
+        return engine.preview(image), status(mask, (ip, is_), (op, os_), feather, seconds)
 
     @guarded
     def on_faces(key_value):
@@ -178,6 +178,7 @@ def regions_panel(engine: DemoEngine, key, loaded) -> None:
                     label="paint the region (brush)",
                     type="numpy",
                     image_mode="RGBA",
+                    format="png",
                     sources=(),
                     transforms=(),
                     layers=False,
@@ -197,16 +198,14 @@ def regions_panel(engine: DemoEngine, key, loaded) -> None:
                 download_button = gr.Button("full-resolution PNG + mask", size="sm")
                 files = gr.File(label="result, mask and pairs", file_count="multiple")
             with gr.Column(scale=2):
-                compare = gr.ImageSlider(
-                    label="before / after (regions)", type="pil", format="png", image_mode=None
-                )
+                result = gr.Image(label="result (regions)", type="pil", format="png", interactive=False)
         inputs = [key, editor, *sliders]
         loaded.then(on_new_image, [key], [editor], api_name=False)
-        render_button.click(on_render, inputs, [compare, note], api_name="render_regions")
-        editor.input(on_render, inputs, [compare, note], api_name=False, trigger_mode="always_last")
+        render_button.click(on_render, inputs, [result, note], api_name="render_regions")
+        editor.input(on_render, inputs, [result, note], api_name=False, trigger_mode="always_last")
         for slider in sliders:
-            slider.release(on_render, inputs, [compare, note], api_name=False)
+            slider.release(on_render, inputs, [result, note], api_name=False)
         faces_button.click(on_faces, [key], [editor], api_name="detect_faces").then(
-            on_render, inputs, [compare, note], api_name=False
+            on_render, inputs, [result, note], api_name=False
         )
         download_button.click(on_download, inputs, [files], api_name="download_regions")
