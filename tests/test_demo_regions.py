@@ -34,7 +34,7 @@ def photo(engine, tmp_path_factory):
 
 def _painted(shape, columns):
     """An ImageEditor value whose one layer is painted (alpha 255) on the left ``columns``."""
-    layer = np.zeros((*shape, 4), dtype=np.uint8)
+    layer = np.full((*shape, 4), (255, 255, 255, 0), dtype=np.uint8)  # unpainted: transparent, any colour
     layer[:, :columns] = (255, 64, 64, 255)
     return {"background": np.zeros((*shape, 3), np.uint8), "layers": [layer], "composite": None}
 
