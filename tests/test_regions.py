@@ -116,8 +116,9 @@ def test_each_region_equals_its_pair_outside_the_feather(
     assert left >= 1 and right < z.shape[-1]
     assert torch.equal(z[..., :left], latents.combine(*INSIDE)[..., :left])
     assert torch.equal(z[..., right:], latents.combine(*OUTSIDE)[..., right:])
-    between = z[..., left:right]
-    assert not torch.equal(between, latents.combine(*INSIDE)[..., left:right])  # the feather blends
+    sem = latent_pair(region, grid)[1][0]
+    blended = ((sem > INSIDE[1]) & (sem < OUTSIDE[1])).sum().item()
+    assert blended >= 2  # the feather blends over more than the one cell an area average can straddle
 
 
 def test_feather_blends_monotonically_and_only_near_the_border():
