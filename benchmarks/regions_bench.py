@@ -68,7 +68,9 @@ def main() -> None:
     latents = pipe.predict([prepared], [region])
     for name, spec in (("scalar (1.0, 1.5)", (1.0, 1.5)), (f"region map, feather {args.feather:g}", region)):
         seconds = median_time(lambda spec=spec: pipe.render(latents, [prepared], spec), args.repeats)
-        append_row(args.log, {"machine": machine(), "what": f"render {args.size}px {name}", "seconds": seconds})
+        append_row(
+            args.log, {"machine": machine(), "what": f"render {args.size}px {name}", "seconds": seconds}
+        )
     for size in map(int, args.map_sizes.split(",")):
         geometry = Geometry(out_size=(size, size), model_size=(size, size), pad=(0, 0))
         grid = LatentGrid.of(geometry, pipe.vae_scale)
