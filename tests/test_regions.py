@@ -176,6 +176,8 @@ def test_sweep_of_maps_and_kinds_of_image(small_pipe):
     assert not torch.equal(results[region], results[INSIDE]) and not torch.equal(
         results[region], results[OUTSIDE]
     )
+    deep = LoadedImage(rgb=image.rgb, alpha=None, grayscale=False, bit_depth=16)
+    assert small_pipe.restore(deep, [region])[region].shape == (3, 96, 128)  # 16-bit in: a map as any other
 
 
 def test_bad_maps_are_one_line_errors(small_pipe):
