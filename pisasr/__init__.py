@@ -12,7 +12,7 @@ _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "__version__"]
+__all__ = ["LambdaMap", "Pipeline", "RegionMap", "__version__", "protect"]
 
 
 def __getattr__(name):
@@ -21,4 +21,8 @@ def __getattr__(name):
         from pisasr.pipeline import Pipeline
 
         return Pipeline
+    if name in ("LambdaMap", "RegionMap", "protect"):
+        from pisasr import regions
+
+        return getattr(regions, name)
     raise AttributeError(name)

@@ -6,6 +6,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -92,6 +93,7 @@ class _Job:
     path: Path
     targets: list[Path]
     prepared: Prepared | None = None
+    spec: object = None  # this image's lambda map (pisasr.regions), if any
 
 
 def run_batch(
@@ -107,6 +109,7 @@ def run_batch(
     naming: OutputNaming | None = None,
     quality: int = 95,
     summary: BatchSummary | None = None,
+    regions: Callable[[Prepared], object] | None = None,
 ) -> BatchSummary:
     """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on.
 
@@ -114,12 +117,11 @@ def run_batch(
     preprocessing of upcoming images and the colour fix and writing of finished ones run in threads while the
     model works. A batch that fails is retried image by image, so a bad file only fails itself. An output that
     cannot be written fails its image (reported, counted in ``failures``); ``skip_existing`` skips an input only
-    when all its outputs are complete images (an empty or cut file is redone).
+    when all its outputs are complete images (an empty or cut file is redone). ``regions`` gives each prepared
+    image its lambda map (``pisasr.region_files``), in place of ``pairs[0]``.
     """
     naming = naming or OutputNaming()
-    summary = (
-        summary if summary is not None else BatchSummary()
-    )  # filled as it goes: an interrupted run has it
+    summary = summary if summary is not None else BatchSummary()  # filled as it goes: kept if interrupted
     start = time.perf_counter()
     jobs = []
     for path in inputs:
@@ -165,10 +167,12 @@ def run_batch(
 
     def run_model(group: list[_Job]) -> None:
         try:
-            latents = pipe.predict([job.prepared for job in group], pairs)
+            prepared = [job.prepared for job in group]
+            latents = pipe.predict(prepared, pairs + [job.spec for job in group if job.spec is not None])
             decoded = [{} for _ in group]
             for pair in pairs:
-                for per_image, d in zip(decoded, pipe.decode(latents.combine(*pair)).cpu()):
+                z = pipe.combine(latents, prepared, [pair if job.spec is None else job.spec for job in group])
+                for per_image, d in zip(decoded, pipe.decode(z).cpu()):
                     per_image[pair] = d
         except Exception as exc:
             if len(group) > 1:  # find the culprit: one image at a time
@@ -191,8 +195,9 @@ def run_batch(
             summary.done += 1
             progress.update(1)
 
-    def read(path: Path) -> Prepared:
-        return pipe.prepare(read_image(path))
+    def read(path: Path) -> tuple[Prepared, object]:
+        prepared = pipe.prepare(read_image(path))
+        return prepared, regions(prepared) if regions is not None else None
 
     pending = iter(jobs)
     reads: deque[tuple[_Job, Future]] = deque()
@@ -206,7 +211,7 @@ def run_batch(
                 break
             job, future = reads.popleft()
             try:
-                job.prepared = future.result()
+                job.prepared, job.spec = future.result()
             except Exception as exc:
                 fail(job, exc)
                 continue

@@ -101,6 +101,17 @@ class InferenceConfig:
     batch_size: int = 1
     # Threads that read and preprocess upcoming images and write finished ones while the model runs.
     io_workers: int = 2
+    # Region-adaptive restoration (pisasr/regions.py): a mask image, or a folder with one mask per input stem
+    # (white = the region), restored with lambda_inside [pix, sem]; the rest with lambda_outside (default
+    # lambda_pix, lambda_sem). feather: border blend in output pixels. save_masks: write the latent-resolution
+    # lambda maps beside the outputs. protect: "faces" gives detected faces protect_pair.
+    mask: str | None = None
+    lambda_inside: list[float] | None = None
+    lambda_outside: list[float] | None = None
+    feather: float = 0.0
+    save_masks: bool = False
+    protect: str | None = None
+    protect_pair: list[float] = field(default_factory=lambda: [1.0, 0.5])
 
 
 @dataclass
@@ -321,6 +332,7 @@ def validate(cfg: DictConfig) -> None:
         )
     if not 0 <= data.hq_sample_prob <= 1:
         raise ConfigError(f"data.hq_sample_prob={data.hq_sample_prob} must be in [0, 1]")
+    _validate_regions(inf)
     tagger = data.tagger
     if tagger.enabled and cfg.data.prompts:
         raise ConfigError(
@@ -343,6 +355,20 @@ def _validate_preemption(t: DictConfig) -> None:
     for name in t.preempt_signals:
         if name not in PREEMPT_SIGNALS:
             raise ConfigError(f"train.preempt_signals: {name!r} is not one of {', '.join(PREEMPT_SIGNALS)}")
+
+
+def _validate_regions(inf: DictConfig) -> None:
+    for name in ("lambda_inside", "lambda_outside", "protect_pair"):
+        if inf[name] is not None and len(inf[name]) != 2:
+            raise ConfigError(f"inference.{name}={list(inf[name])} must be a pair [lambda_pix, lambda_sem]")
+    if inf.protect not in (None, "faces"):
+        raise ConfigError(f"config value inference.protect={inf.protect!r} is not one of faces")
+    if inf.mask and inf.lambda_inside is None:
+        raise ConfigError("inference.mask needs inference.lambda_inside: pass --lambda_inside P,S")
+    if inf.feather < 0:
+        raise ConfigError(f"inference.feather={inf.feather} must be >= 0")
+    if inf.sweep and (inf.mask or inf.protect):
+        raise ConfigError("--sweep cannot be combined with --mask or --protect (sweep the pairs in the API)")
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -13,6 +13,7 @@ import functools
 import gradio as gr
 
 from pisasr.demo import PRESETS, UNTRAINED_NOTE, DemoEngine, example_photos
+from pisasr.demo_regions import regions_panel
 from pisasr.errors import ImageError, PiSAError
 
 BEFORE_AFTER = "◀ before: the upload, bicubic-upsampled  |  after: PiSA-SR ▶"
@@ -118,7 +119,7 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
             sheet = gr.Image(label="contact sheet", type="pil", format="png")
 
         outputs = [compare, timing]
-        upload.change(on_preview, [upload], [preview, timing], api_name="preview").success(
+        loaded = upload.change(on_preview, [upload], [preview, timing], api_name="preview").success(
             on_load, [upload, key, lambda_pix, lambda_sem], [key, *outputs], api_name="load"
         )
         for slider in (lambda_pix, lambda_sem):
@@ -133,4 +134,5 @@ def build_app(engine: DemoEngine, title: str = "PiSA-SR"):
         download_button.click(on_download, [key, lambda_pix, lambda_sem], download, api_name="download")
         sweep_button.click(on_sweep, [key, spec], sheet, api_name="sweep")
         app.unload(on_close)
+        regions_panel(engine, key, loaded)
     return app.queue(default_concurrency_limit=1)

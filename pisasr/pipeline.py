@@ -41,8 +41,8 @@ from pisasr.image_io import LoadedImage, assemble, from_array, from_pil, read_im
 from pisasr.model.base import FrozenBase, encode_prompts, ensure_tiny_base, load_base, load_text_encoder
 from pisasr.model.checkpoint import check_base, load_checkpoint
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
+from pisasr.regions import LatentGrid, as_pair, batch_lambdas, combine_maps, is_spec, spec_passes
 from pisasr.resize import quantize_like_to_pil, resize_image
-from pisasr.sweep import check_lambda
 from pisasr.tiling import needs_tiling, tiled_apply
 
 Pair = tuple[float, float]
@@ -98,8 +98,12 @@ class Latents:
     eps_full: torch.Tensor | None
     eps_pix: torch.Tensor | None
 
-    def combine(self, lambda_pix: float, lambda_sem: float) -> torch.Tensor:
-        """``z_L - lambda_sem * eps_full - (lambda_pix - lambda_sem) * eps_pix``, touching only what is needed."""
+    def combine(self, lambda_pix: float | torch.Tensor, lambda_sem: float | torch.Tensor) -> torch.Tensor:
+        """``z_L - lambda_sem * eps_full - (lambda_pix - lambda_sem) * eps_pix``, touching only what is needed.
+
+        Each lambda is a number or a [B, 1, h, w] map on the latent grid (``pisasr.regions``)."""
+        if isinstance(lambda_pix, torch.Tensor) or isinstance(lambda_sem, torch.Tensor):
+            return combine_maps(self, lambda_pix, lambda_sem)
         z = self.z_lr
         if lambda_sem != 0:
             if self.eps_full is None:
@@ -112,14 +116,10 @@ class Latents:
         return z
 
 
-def checked_pair(pair: Sequence[float]) -> Pair:
-    """``(lambda_pix, lambda_sem)`` as floats; nan or inf is a ``ConfigError`` (they would decode to black)."""
-    return check_lambda(float(pair[0]), "lambda_pix"), check_lambda(float(pair[1]), "lambda_sem")
-
-
 def passes_for(pairs: Sequence[Pair]) -> tuple[bool, bool]:
-    """(needs eps_full, needs eps_pix) for ``pairs``."""
-    return any(s != 0 for _, s in pairs), any(p != s for p, s in pairs)
+    """(needs eps_full, needs eps_pix) for ``pairs`` (numbers or maps, ``pisasr.regions``)."""
+    needs = [spec_passes(pair) for pair in pairs]
+    return any(full for full, _ in needs), any(pix for _, pix in needs)
 
 
 class Pipeline:
@@ -331,8 +331,17 @@ class Pipeline:
     @torch.no_grad()
     def render(self, latents: Latents, prepared: Sequence[Prepared], pair: Pair) -> list[torch.Tensor]:
         """Decode one (lambda_pix, lambda_sem) pair for every image of a batch -> [C, H, W] in [0, 1] each."""
-        decoded = self.decode(latents.combine(*checked_pair(pair)))
+        decoded = self.decode(self.combine(latents, prepared, pair))
         return [self.finish(p, d[None]) for p, d in zip(prepared, decoded)]
+
+    def combine(self, latents: Latents, prepared: Sequence[Prepared], pair) -> torch.Tensor:
+        """``z_H`` for a batch: ``pair`` is a pair of numbers, a map (``pisasr.regions``) for every image, or a
+        list with one of those per image. Maps are taken to each image's latent grid here."""
+        specs = [as_pair(p) for p in pair] if isinstance(pair, list) else [as_pair(pair)] * len(prepared)
+        if all(not is_spec(s) for s in specs) and len(set(specs)) == 1:
+            return latents.combine(*specs[0])
+        grids = [LatentGrid.of(p.geometry, self.vae_scale) for p in prepared]
+        return latents.combine(*batch_lambdas(specs, grids))
 
     def finish(self, prepared: Prepared, decoded: torch.Tensor) -> torch.Tensor:
         """Decoded [1, 3, H, W] in [-1, 1] -> the output [C, H, W] in [0, 1] in the input's kind."""
@@ -363,7 +372,7 @@ class Pipeline:
     def restore_prepared(
         self, prepared: Sequence[Prepared], pairs: Sequence[Pair]
     ) -> list[dict[Pair, torch.Tensor]]:
-        pairs = [checked_pair(pair) for pair in pairs]
+        pairs = [as_pair(pair) for pair in pairs]
         latents = self.predict(prepared, pairs)
         results: list[dict[Pair, torch.Tensor]] = [{} for _ in prepared]
         for pair in pairs:
@@ -386,17 +395,18 @@ class Pipeline:
         lambda_sem: float | None = None,
     ) -> Image.Image:
         """A path, PIL image or numpy array (HxW or HxWxC; uint8, uint16 or float in [0, 1]) in, 8-bit PIL image
-        out (use ``restore`` + ``save_image`` for 16-bit)."""
+        out (use ``restore`` + ``save_image`` for 16-bit).
+
+        Each lambda may be a map, or ``lambda_pix`` a whole ``RegionMap`` / ``LambdaMap`` (``pisasr.regions``)."""
         if isinstance(image, Image.Image):
             loaded = from_pil(image)
         elif isinstance(image, np.ndarray):
             loaded = from_array(image)
         else:
             loaded = read_image(image)
-        pair = checked_pair(
-            (
-                self.options.lambda_pix if lambda_pix is None else lambda_pix,
-                self.options.lambda_sem if lambda_sem is None else lambda_sem,
-            )
+        pair = (
+            self.options.lambda_pix if lambda_pix is None else lambda_pix,
+            self.options.lambda_sem if lambda_sem is None else lambda_sem,
         )
-        return to_pil(self.restore(loaded, [pair])[pair])
+        spec = as_pair(lambda_pix if is_spec(lambda_pix) and lambda_sem is None else pair)
+        return to_pil(self.restore(loaded, [spec])[spec])

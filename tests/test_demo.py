@@ -240,6 +240,36 @@ def test_server_upload_sliders_download(server, tiny_base, trained_checkpoint, t
 
 
 @pytest.mark.slow
+def test_server_renders_a_painted_region(server, tiny_base, trained_checkpoint, tmp_path):
+    """The regions panel over HTTP: an ImageEditor layer painted on the left 40 columns (pisasr/demo_regions.py)."""
+    from gradio_client import Client, handle_file
+
+    from pisasr.regions import RegionMap
+
+    client = Client(server[0], verbose=False, download_files=str(tmp_path / "downloads"))
+    photo = image_file(tmp_path / "photo.png", (24, 20))
+    client.predict(handle_file(str(photo)), 1.0, 1.0, api_name="/load")
+    layer = np.zeros((80, 96, 4), np.uint8)
+    layer[:, :40] = (255, 64, 64, 255)
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    Image.new("RGB", (96, 80)).save(tmp_path / "background.png")
+    background = handle_file(str(tmp_path / "background.png"))
+    editor = {
+        "background": background,
+        "layers": [handle_file(str(tmp_path / "layer.png"))],
+        "composite": background,
+    }
+    _, note = client.predict(editor, 1.0, 0.3, 0.6, 1.4, 8, api_name="/render_regions")
+    assert "painted region (41.7% of the image) at λ (1, 0.3), the rest at (0.6, 1.4), feather 8 px" in note
+    result, mask, record = client.predict(editor, 1.0, 0.3, 0.6, 1.4, 8, api_name="/download_regions")
+    assert np.array_equal(np.asarray(Image.open(mask)) > 0, layer[:, :, 3] > 0)
+    region = RegionMap(layer[:, :, 3] > 0, (1.0, 0.3), (0.6, 1.4), feather=8)
+    pipe = Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu", process_size=64)
+    expected = (pipe.restore(read_image(photo), [region])[region].permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(np.asarray(Image.open(result)).astype(float) - expected).max() <= 1
+
+
+@pytest.mark.slow
 def test_sigterm_removes_the_temporary_folder(tiny_base, tmp_path):
     """What docker and systemd send; SIGINT is checked when the ``server`` fixture stops."""
     proc, _ = start_server(tmp_path, "--base", tiny_base)

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from pisasr.cli import apply_flags, quiet_libraries, run_cli
+from pisasr.cli.regions import add_region_flags
 from pisasr.config import load_config
 from pisasr.errors import ConfigError
 
@@ -46,6 +47,12 @@ FLAGS = {
     "compile": "inference.compile",
     "pix_unet": "inference.pix_unet",
     "allow_base_mismatch": "model.allow_base_mismatch",
+    "mask": "inference.mask",
+    "lambda_inside": "inference.lambda_inside",
+    "lambda_outside": "inference.lambda_outside",
+    "feather": "inference.feather",
+    "save_masks": "inference.save_masks",
+    "protect": "inference.protect",
 }
 
 
@@ -99,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ext", choices=["png", "jpg", "webp"], help="output format (default png; jpg/webp are 8-bit)"
     )
+    add_region_flags(p)
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. inference.vae_tile=512")
     return p
 
@@ -132,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         without_earlier_outputs,
     )
     from pisasr.pipeline import UNTRAINED_NOTE, Pipeline
+    from pisasr.region_files import RegionPlan
     from pisasr.sweep import parse_sweep
 
     quiet_libraries()
@@ -139,12 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     naming = OutputNaming(o.suffix, o.ext)
     inputs, earlier = without_earlier_outputs(list_inputs(o.input), out_dir)
     inputs = unique_inputs(inputs, naming)
+    plan = RegionPlan.from_options(o, out_dir)
     if o.sweep:
         axes = parse_sweep(o.sweep)
         pairs = [(p, s) for p in axes[0] for s in axes[1]]
     else:
         axes, pairs = None, [(float(o.lambda_pix), float(o.lambda_sem))]
     targets = [naming.targets(p.stem, out_dir, pairs, axes is not None) for p in inputs]
+    if plan:
+        targets += [plan.map_files(p.stem) for p in inputs]
     refuse_overwriting_inputs(inputs, targets, o.suffix)
     check_writable(out_dir)
 
@@ -174,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dtype": str(pipe.dtype),
                 "num_processes": state.num_processes,
                 "versions": package_versions(),
+                "regions": plan.record(inputs) if plan else None,
             },
         )
     status, summary = (
@@ -194,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             naming=naming,
             quality=o.quality,
             summary=summary,
+            regions=plan.spec_for if plan else None,
         )
         if state.num_processes > 1:
             from accelerate.utils import gather_object
@@ -207,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if record is not None:  # what this run wrote, with these settings; also when it was interrupted
             record.finish(
                 status,
-                written=sorted(summary.written),
+                written=sorted(summary.written + (plan.saved if plan else [])),
                 skipped_existing=sorted(summary.skipped_outputs),
                 failed=sorted(message for _, message in summary.failures),
             )
