@@ -231,7 +231,17 @@ def test_negative_prompt_is_the_official_string():
 def _train_model(ratio=0.5, per_sample=False, suffix=""):
     from pisasr.training.model import LossWeights, PiSATrainModel
 
-    return PiSATrainModel(None, None, None, None, LossWeights(), NEGATIVE_PROMPT, suffix, ratio, per_sample)
+    return PiSATrainModel(
+        None,
+        None,
+        None,
+        None,
+        LossWeights(),
+        NEGATIVE_PROMPT,
+        positive_suffix=suffix,
+        null_text_ratio=ratio,
+        null_text_per_sample=per_sample,
+    )
 
 
 def test_null_text_is_dropped_per_batch_like_the_official():

@@ -116,7 +116,9 @@ def test_official_mode_resumes_exactly_mid_stage():
 def test_positive_prompt(join, suffix, caption, prompt):
     from pisasr.training.model import LossWeights, PiSATrainModel
 
-    model = PiSATrainModel(None, None, None, None, LossWeights(), "neg", suffix, join_empty_caption=join)
+    model = PiSATrainModel(
+        None, None, None, None, LossWeights(), "neg", positive_suffix=suffix, join_empty_caption=join
+    )
     assert model.positive_prompt(caption) == prompt
 
 

@@ -38,6 +38,7 @@ class PiSATrainModel:
         csd: CSDLoss | None,
         weights: LossWeights,
         negative_prompt: str,
+        *,
         positive_suffix: str = "",
         join_empty_caption: bool = False,
         null_text_ratio: float = 0.5,
