@@ -116,7 +116,7 @@ def test_mask_folder_equals_the_api_and_records_the_masks(tiny_base, trained_che
         for name, value in zip(("pix", "sem"), latent_pair(region, grid)):
             saved = np.asarray(Image.open(out / f"{stem}_lambda_{name}.tiff"))
             assert saved.shape == (10, 12) and np.array_equal(saved, value.numpy().astype(np.float32))
-    regions = json.loads((out / "run.json").read_text())["regions"]
+    regions = json.loads((out / "run.json").read_text())["runs"][-1]["regions"]
     assert regions["mask_files"] == {str(inputs / s): str(masks / s) for s in ("a.png", "b.png")}
     assert regions["lambda_inside"] == [1.0, 0.3] and regions["lambda_outside"] == [0.6, 1.4]
 
@@ -206,4 +206,4 @@ def test_protect_pair_is_configurable(tiny_base, trained_checkpoint, inputs, tmp
     )
     sem = np.asarray(Image.open(out / "a_lambda_sem.tiff"))
     assert (sem[:, :4] == np.float32(0.1)).all() and (sem[:, -4:] == 1.0).all()
-    assert json.loads((out / "run.json").read_text())["regions"]["protect_pair"] == [0.9, 0.1]
+    assert json.loads((out / "run.json").read_text())["runs"][-1]["regions"]["protect_pair"] == [0.9, 0.1]

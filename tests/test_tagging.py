@@ -69,7 +69,8 @@ def test_vocabulary_and_tagger_errors_are_one_line(tiny_clip, tmp_path):
 
 def test_training_tags_each_crop_when_enabled(tiny_base, tiny_clip, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from test_training import _run, _train_args
+    from test_training import run_train as _run
+    from test_training import train_args as _train_args
 
     out = tmp_path / "run"
     done = _run(_train_args(
