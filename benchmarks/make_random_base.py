@@ -17,6 +17,20 @@ from pathlib import Path
 import torch
 
 
+# The SD VAE (shared by SD-2.1-base and SD-Turbo).
+SD_VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+
+
 def make_random_base(out_dir: str | Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -38,17 +52,7 @@ def make_random_base(out_dir: str | Path, seed: int = 0) -> Path:
         attention_head_dim=(5, 10, 20, 20),
         use_linear_projection=True,
     ).save_pretrained(out / "unet")
-    AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-        scaling_factor=0.18215,
-    ).save_pretrained(out / "vae")
+    AutoencoderKL(**SD_VAE_CONFIG).save_pretrained(out / "vae")
     CLIPTextModel(
         CLIPTextConfig(
             hidden_size=1024,

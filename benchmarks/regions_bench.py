@@ -26,16 +26,10 @@ from pisasr.regions import LatentGrid, RegionMap, batch_lambdas
 def full_size_vae():
     from diffusers import AutoencoderKL
 
+    from benchmarks.make_random_base import SD_VAE_CONFIG
+
     torch.manual_seed(0)
-    return AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-        scaling_factor=0.18215,
-    ).eval()
+    return AutoencoderKL(**SD_VAE_CONFIG).eval()
 
 
 def centre_mask(size: int) -> np.ndarray:
