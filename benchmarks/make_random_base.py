@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-
 # The SD VAE (shared by SD-2.1-base and SD-Turbo).
 SD_VAE_CONFIG = dict(
     in_channels=3,
