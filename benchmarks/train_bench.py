@@ -1,7 +1,7 @@
 """Training-step benchmark on any device: the model the training code builds, one optimizer step per call.
 
     python -m benchmarks.train_bench --mixed_precision bf16 --batches 1,4,8 --gradient_checkpointing both --compile
-    python -m benchmarks.train_bench --device cpu --base .cache/tiny-sd-base --crop 64 --batches 1 --repeats 1
+    python -m benchmarks.train_bench --device cpu --base ~/.cache/pisasr/tiny-sd-base --crop 64 --batches 1 --repeats 1
     bash benchmarks/run_gpu_train.sh      # the GPU grid (bf16 and fp16), its table into BENCHMARKS.md
     bash benchmarks/run_train.sh          # CPU rows, stages pix and sem at crops 256 and 512
 

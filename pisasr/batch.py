@@ -168,7 +168,9 @@ def run_batch(
     def run_model(group: list[_Job]) -> None:
         try:
             prepared = [job.prepared for job in group]
-            latents = pipe.predict(prepared, pairs + [job.spec for job in group if job.spec is not None])
+            specs = [job.spec for job in group if job.spec is not None]
+            # with maps, every image renders its own spec: the global pair would only add unused UNet passes
+            latents = pipe.predict(prepared, specs if len(specs) == len(group) else pairs + specs)
             decoded = [{} for _ in group]
             for pair in pairs:
                 z = pipe.combine(latents, prepared, [pair if job.spec is None else job.spec for job in group])

@@ -92,7 +92,7 @@ class InferenceConfig:
     # torch.compile UNet and VAE; the compiled kernels are cached in compile_cache_dir across runs.
     compile: bool = False
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
-    # null: ~/.cache/pisasr/torch-compile ($XDG_CACHE_HOME honoured); replaces TORCHINDUCTOR_CACHE_DIR.
+    # Replaces TORCHINDUCTOR_CACHE_DIR; null: a TORCHINDUCTOR_CACHE_DIR you set, else ~/.cache/pisasr/torch-compile.
     compile_cache_dir: str | None = None
     # Shapes: auto (torch's rule: a second size compiles shape-generic kernels) | true (generic from the start) |
     # false (one static graph per size: fastest kernels for a folder of one size).
@@ -359,8 +359,10 @@ def _validate_preemption(t: DictConfig) -> None:
 
 def _validate_regions(inf: DictConfig) -> None:
     for name in ("lambda_inside", "lambda_outside", "protect_pair"):
-        if inf[name] is not None and len(inf[name]) != 2:
-            raise ConfigError(f"inference.{name}={list(inf[name])} must be a pair [lambda_pix, lambda_sem]")
+        if inf[name] is not None and (len(inf[name]) != 2 or not all(math.isfinite(v) for v in inf[name])):
+            raise ConfigError(
+                f"inference.{name}={list(inf[name])} must be a pair of finite numbers [lambda_pix, lambda_sem]"
+            )
     if inf.protect not in (None, "faces"):
         raise ConfigError(f"config value inference.protect={inf.protect!r} is not one of faces")
     if inf.mask and inf.lambda_inside is None:

@@ -88,13 +88,12 @@ def unique_inputs(inputs: list[Path], naming: OutputNaming) -> list[Path]:
 
 
 def without_earlier_outputs(inputs: list[Path], out_dir: Path) -> tuple[list[Path], int]:
-    """Drop from the inputs the files that earlier runs wrote into ``out_dir`` (per its ``run.json``), so that
-    ``-i DIR -o DIR --suffix _x4`` run twice does not upscale its own results. Returns (inputs, dropped)."""
-    earlier = RunRecord.written_before(out_dir)
-    if not earlier:
-        return inputs, 0
-    folder = out_dir.resolve()
-    kept = [p for p in inputs if not (p.resolve().parent == folder and p.name in earlier)]
+    """Drop from the inputs the files that earlier runs wrote into their folder (per that folder's ``run.json``),
+    so that ``-i DIR -o DIR --suffix _x4`` run twice, or ``-i DIR -o OTHER`` after it, does not upscale earlier
+    results. Returns (inputs, dropped)."""
+    folders = {p.resolve().parent for p in inputs} | {out_dir.resolve()}
+    earlier = {folder: RunRecord.written_before(folder) for folder in folders}
+    kept = [p for p in inputs if p.name not in earlier[p.resolve().parent]]
     return kept, len(inputs) - len(kept)
 
 

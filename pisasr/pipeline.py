@@ -335,9 +335,10 @@ class Pipeline:
         return [self.finish(p, d[None]) for p, d in zip(prepared, decoded)]
 
     def combine(self, latents: Latents, prepared: Sequence[Prepared], pair) -> torch.Tensor:
-        """``z_H`` for a batch: ``pair`` is a pair of numbers, a map (``pisasr.regions``) for every image, or a
-        list with one of those per image. Maps are taken to each image's latent grid here."""
-        specs = [as_pair(p) for p in pair] if isinstance(pair, list) else [as_pair(pair)] * len(prepared)
+        """``z_H`` for a batch: ``pair`` is a pair of numbers (tuple or list), a map (``pisasr.regions``) for every
+        image, or a list with one of those per image. Maps are taken to each image's latent grid here."""
+        per_image = isinstance(pair, list) and all(is_spec(p) or isinstance(p, (tuple, list)) for p in pair)
+        specs = [as_pair(p) for p in pair] if per_image else [as_pair(pair)] * len(prepared)
         if all(not is_spec(s) for s in specs) and len(set(specs)) == 1:
             return latents.combine(*specs[0])
         grids = [LatentGrid.of(p.geometry, self.vae_scale) for p in prepared]

@@ -119,8 +119,14 @@ def to_plane(value, name: str) -> Plane:
         raise ConfigError(f"{name}: a map must be 2-D (height x width), got shape {tuple(array.shape)}")
     if array.dtype == bool:
         array = array.astype(np.float64)
-    elif np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float64) / (65535.0 if array.max(initial=0) > 255 else 255.0)
+    elif array.dtype in (np.uint8, np.uint16):  # image samples: 0..1 of the type's full scale
+        array = array.astype(np.float64) / float(np.iinfo(array.dtype).max)
+    elif np.issubdtype(array.dtype, np.integer):  # other integers: a 0/1 mask, nothing else has a known scale
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise ConfigError(
+                f"{name}: a {array.dtype} map must hold 0 and 1 only (use uint8/uint16 images or floats)"
+            )
+        array = array.astype(np.float64)
     plane = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
     if not torch.isfinite(plane).all():
         raise ConfigError(f"{name}: the map holds non-finite values (NaN or inf)")
@@ -252,7 +258,7 @@ def _lerp(weight: Plane, inside: Value, outside: Value) -> Value:
 
 def _map_plane(value, spec_name: str, grid: LatentGrid, width: float) -> Value:
     if _is_number(value):
-        return float(value)
+        return check_lambda(float(value), spec_name)
     plane = to_plane(value, spec_name)
     check_aspect(plane, grid.out_size, spec_name)
     return feather(area_average(plane, grid), width, grid)
@@ -326,7 +332,9 @@ def combine_maps(latents, lambda_pix: Value, lambda_sem: Value) -> torch.Tensor:
 
 # -- which UNet passes a spec needs ------------------------------------------------------------------------------
 def _values(value) -> torch.Tensor:
-    return torch.as_tensor(float(value), dtype=torch.float64) if _is_number(value) else to_plane(value, "map")
+    if _is_number(value):
+        return torch.as_tensor(check_lambda(float(value), "lambda"), dtype=torch.float64)
+    return to_plane(value, "map")
 
 
 def spec_passes(spec) -> tuple[bool, bool]:

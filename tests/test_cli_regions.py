@@ -151,6 +151,8 @@ def test_bad_masks_fail_their_image_and_the_batch_goes_on(
         (["--mask", "WHITE", "--lambda_inside", "1,0.5", "--sweep", "1:0,1"], "--sweep cannot be combined"),
         (["inference.protect=eyes"], "inference.protect='eyes' is not one of faces"),
         (["inference.lambda_inside=[1,2,3]"], "must be a pair"),
+        (["--mask", "WHITE", "inference.lambda_inside=[.nan,1]"], "must be a pair of finite numbers"),
+        (["--protect", "faces", "inference.protect_pair=[1,.inf]"], "must be a pair of finite numbers"),
     ],
 )
 def test_region_setup_errors_are_one_line(
@@ -207,3 +209,44 @@ def test_protect_pair_is_configurable(tiny_base, trained_checkpoint, inputs, tmp
     sem = np.asarray(Image.open(out / "a_lambda_sem.tiff"))
     assert (sem[:, :4] == np.float32(0.1)).all() and (sem[:, -4:] == 1.0).all()
     assert json.loads((out / "run.json").read_text())["runs"][-1]["regions"]["protect_pair"] == [0.9, 0.1]
+
+
+def test_an_output_must_not_replace_a_mask(tiny_base, trained_checkpoint, inputs, tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _mask(masks / "a.png", (96, 80), 40)
+    _mask(masks / "b.png", (96, 80), 20)
+    before = {p.name: p.read_bytes() for p in masks.iterdir()}
+    flags = ["--mask", masks, "--lambda_inside", "1.0,0.3"]
+    assert infer("-i", inputs, *flags, *common(tiny_base, trained_checkpoint, masks)) == 2
+    assert f"would overwrite the input {masks / 'a.png'}" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in masks.iterdir()} == before
+
+
+def test_masks_run_only_the_passes_their_pairs_need(
+    tiny_base, trained_checkpoint, inputs, tmp_path, monkeypatch
+):
+    """Every image renders its own map: the global --lambda_pix/--lambda_sem must not add a UNet pass."""
+    from pisasr.pipeline import Pipeline as P
+
+    passes = []
+    real = P.noise_prediction
+    monkeypatch.setattr(
+        P, "noise_prediction", lambda self, z, adapters: passes.append(adapters) or real(self, z, adapters)
+    )
+    white = _mask(tmp_path / "white.png", (96, 80), 96)
+    # inside and outside both have pix == sem: eps_full only; the global pair (1.0, 0.5) would need eps_pix too
+    flags = [
+        "--mask",
+        white,
+        "--lambda_inside",
+        "1.0,1.0",
+        "--lambda_outside",
+        "0.8,0.8",
+        "--lambda_sem",
+        "0.5",
+    ]
+    assert (
+        infer("-i", inputs / "a.png", *flags, *common(tiny_base, trained_checkpoint, tmp_path / "out")) == 0
+    )
+    assert passes == ["full"]

@@ -213,3 +213,12 @@ def test_suffix_with_a_path_separator_is_refused():
 
     with pytest.raises(ConfigError, match="without path separators"):
         load_config(None, ["inference.suffix=../x"])
+
+
+def test_earlier_outputs_stay_out_when_writing_elsewhere(tiny_base, lr_dir, tmp_path, capsys):
+    assert infer("-i", lr_dir, "--suffix", "_x4", *common(tiny_base, lr_dir)) == 0
+    capsys.readouterr()
+    out = tmp_path / "elsewhere"
+    assert infer("-i", lr_dir, *common(tiny_base, out)) == 0  # the input folder's run.json names a_x4, b_x4
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
+    assert "2 files in the input folder are earlier outputs" in capsys.readouterr().err

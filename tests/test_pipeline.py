@@ -187,3 +187,11 @@ def test_non_finite_lambdas_are_refused_by_the_api(pipe, pair):
         pipe(_image(seed=8).rgb.permute(1, 2, 0).numpy(), *pair)
     with pytest.raises(ConfigError, match="not a finite number"):
         pipe.restore(_image(seed=8), [pair])
+
+
+def test_render_takes_a_pair_as_tuple_or_list(pipe):
+    prepared = [pipe.prepare(_image(seed=9))]
+    latents = pipe.predict(prepared, [(1.0, 0.5)])
+    as_tuple = pipe.render(latents, prepared, (1.0, 0.5))[0]
+    assert torch.equal(pipe.render(latents, prepared, [1.0, 0.5])[0], as_tuple)
+    assert torch.equal(pipe.render(latents, prepared, [(1.0, 0.5)])[0], as_tuple)  # one per image

@@ -193,6 +193,25 @@ def test_bad_maps_are_one_line_errors(small_pipe):
     assert small_pipe.restore(
         image, [RegionMap(np.ones((24, 32)), INSIDE, OUTSIDE)]
     )  # the input's size is fine
+    sem_map = np.full((96, 128), 0.5)
+    for spec in (
+        LambdaMap(float("nan"), sem_map),  # a number beside a map is a lambda too
+        RegionMap(np.ones((96, 128)), (float("inf"), 1.0), OUTSIDE),
+    ):
+        with pytest.raises(ConfigError, match="not a finite number"):
+            small_pipe.restore(image, [spec])
+    with pytest.raises(ConfigError, match="must hold 0 and 1 only"):
+        small_pipe.restore(image, [RegionMap(np.full((96, 128), 7, np.int64), INSIDE, OUTSIDE)])
+
+
+def test_integer_masks_scale_by_their_type():
+    from pisasr.regions import to_plane
+
+    assert float(to_plane(np.full((2, 2), 255, np.uint8), "m").max()) == 1.0
+    assert (
+        float(to_plane(np.full((2, 2), 255, np.uint16), "m").max()) == 255 / 65535
+    )  # dark 16-bit stays dark
+    assert float(to_plane(np.ones((2, 2), np.int64), "m").max()) == 1.0  # a 0/1 mask
 
 
 def test_uniform_cells_keep_their_value_exactly_after_averaging_and_feathering():

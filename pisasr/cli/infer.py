@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = [naming.targets(p.stem, out_dir, pairs, axes is not None) for p in inputs]
     if plan:
         targets += [plan.map_files(p.stem) for p in inputs]
-    refuse_overwriting_inputs(inputs, targets, o.suffix)
+    masks = [plan.mask] if plan and plan.mask and plan.mask.is_file() else []
+    masks += list(plan.by_stem.values()) if plan and plan.by_stem else []
+    refuse_overwriting_inputs(inputs + masks, targets, o.suffix)  # a mask is the user's file too
     check_writable(out_dir)
 
     # On a machine without an accelerator, `accelerate launch --multi_gpu` processes join a gloo (CPU) group only
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         "interrupted",
         BatchSummary(),
     )  # filled as images land, so an interrupted run still has it
+    if plan:
+        plan.saved = summary.written  # saved maps count as written on every process (gathered below)
     try:
         run_batch(
             pipe,
@@ -221,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         if record is not None:  # what this run wrote, with these settings; also when it was interrupted
             record.finish(
                 status,
-                written=sorted(summary.written + (plan.saved if plan else [])),
+                written=sorted(summary.written),
                 skipped_existing=sorted(summary.skipped_outputs),
                 failed=sorted(message for _, message in summary.failures),
             )

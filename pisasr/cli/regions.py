@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from pisasr.errors import ConfigError
 
@@ -13,8 +14,8 @@ def parse_pair(text: str) -> list[float]:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 2:
-        raise ConfigError(f"{text!r} must be a pair 'LAMBDA_PIX,LAMBDA_SEM', e.g. 1.0,0.5")
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{text!r} must be a pair of finite numbers 'LAMBDA_PIX,LAMBDA_SEM', e.g. 1.0,0.5")
     return values
 
 
