@@ -110,6 +110,7 @@ def run_batch(
     quality: int = 95,
     summary: BatchSummary | None = None,
     regions: Callable[[Prepared], object] | None = None,
+    side_files: Callable[[str], list[Path]] | None = None,
 ) -> BatchSummary:
     """Restore each input for every pair and write the PNGs; one failure is recorded and the batch goes on.
 
@@ -118,7 +119,8 @@ def run_batch(
     model works. A batch that fails is retried image by image, so a bad file only fails itself. An output that
     cannot be written fails its image (reported, counted in ``failures``); ``skip_existing`` skips an input only
     when all its outputs are complete images (an empty or cut file is redone). ``regions`` gives each prepared
-    image its lambda map (``pisasr.region_files``), in place of ``pairs[0]``.
+    image its lambda map (``pisasr.region_files``), in place of ``pairs[0]``; ``side_files(stem)`` names the other
+    files an input must have for ``skip_existing`` to skip it.
     """
     naming = naming or OutputNaming()
     summary = summary if summary is not None else BatchSummary()  # filled as it goes: kept if interrupted
@@ -126,7 +128,10 @@ def run_batch(
     jobs = []
     for path in inputs:
         targets = naming.targets(path.stem, out_dir, pairs, sweep_axes is not None)
-        if skip_existing and all(already_written(t) for t in targets):
+        side = (
+            side_files(path.stem) if side_files else []
+        )  # e.g. --save_masks maps: done only if they exist too
+        if skip_existing and all(already_written(t) for t in targets + side):
             summary.skipped += 1
             summary.skipped_outputs.extend(t.name for t in targets)
         else:

@@ -250,3 +250,18 @@ def test_masks_run_only_the_passes_their_pairs_need(
         infer("-i", inputs / "a.png", *flags, *common(tiny_base, trained_checkpoint, tmp_path / "out")) == 0
     )
     assert passes == ["full"]
+
+
+def test_skip_existing_redoes_an_image_whose_saved_maps_are_missing(
+    tiny_base, trained_checkpoint, inputs, tmp_path, capsys
+):
+    white = _mask(tmp_path / "white.png", (96, 80), 48)
+    out = tmp_path / "out"
+    flags = ["-i", inputs / "a.png", "--mask", white, "--lambda_inside", "1.0,0.3"]
+    assert infer(*flags, *common(tiny_base, trained_checkpoint, out)) == 0
+    capsys.readouterr()
+    assert infer(*flags, "--save_masks", "--skip_existing", *common(tiny_base, trained_checkpoint, out)) == 0
+    assert "1 restored, 0 skipped" in capsys.readouterr().err
+    assert (out / "a_lambda_pix.tiff").is_file() and (out / "a_lambda_sem.tiff").is_file()
+    assert infer(*flags, "--save_masks", "--skip_existing", *common(tiny_base, trained_checkpoint, out)) == 0
+    assert "0 restored, 1 skipped" in capsys.readouterr().err

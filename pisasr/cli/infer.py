@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             quality=o.quality,
             summary=summary,
             regions=plan.spec_for if plan else None,
+            side_files=plan.map_files if plan else None,
         )
         if state.num_processes > 1:
             from accelerate.utils import gather_object
