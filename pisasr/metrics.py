@@ -81,9 +81,35 @@ def weights_dir() -> str:
     return DEFAULT_CACHE_DIR
 
 
+def sr_images(sr_dir: str | Path) -> dict[str, Path]:
+    """The SR folder's results by the stem of their input.
+
+    A folder written by ``scripts/infer.py`` (it holds ``run.json``) is read as that record says: the images its
+    runs wrote, without the contact sheets and ``--save_masks`` maps beside them, and with each run's ``--suffix``
+    taken off the name (``a_x4.png`` is the result for ``a``). Any other folder: every image, by stem.
+    """
+    from pisasr.outputs import RECORD_NAME
+
+    folder = Path(sr_dir)
+    try:
+        runs = json.loads((folder / RECORD_NAME).read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {p.stem: p for p in list_inputs(folder)}
+    found: dict[str, Path] = {}
+    for run in runs:
+        suffix = (run.get("config") or {}).get("inference", {}).get("suffix", "") or ""
+        for name in run.get("written") or []:
+            path = folder / name
+            stem = path.stem
+            if not path.is_file() or path.suffix == ".tiff" or stem.endswith("_sweep"):
+                continue
+            found[stem[: -len(suffix)] if suffix and stem.endswith(suffix) else stem] = path
+    return found or {p.stem: p for p in list_inputs(folder)}
+
+
 def match_pairs(sr_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path, Path]]:
     """(name, sr, gt) matched by file stem; unmatched names or differing sizes are one error listing them."""
-    sr = {p.stem: p for p in list_inputs(sr_dir)}
+    sr = sr_images(sr_dir)
     gt = {p.stem: p for p in list_inputs(gt_dir)}
     only_sr, only_gt = sorted(set(sr) - set(gt)), sorted(set(gt) - set(sr))
     if only_sr or only_gt:
@@ -142,7 +168,7 @@ def evaluate(
     if gt_dir is not None:
         pairs = match_pairs(sr_dir, gt_dir)
     else:
-        pairs = [(p.stem, p, None) for p in list_inputs(sr_dir)]
+        pairs = [(name, path, None) for name, path in sorted(sr_images(sr_dir).items())]
     result = EvalResult()
     for name in metrics:
         try:

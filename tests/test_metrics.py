@@ -128,3 +128,15 @@ def test_results_go_beside_the_sr_folder_without_out(photo_pairs, tmp_path, monk
     assert list(tmp_path.iterdir()) == []  # nothing in the current folder
     assert json.loads((photo_pairs / "sr_metrics.json").read_text())["psnr"] > 20
     assert (photo_pairs / "sr_metrics.csv").read_text().startswith("image,psnr")
+
+
+def test_a_folder_written_by_infer_is_read_by_its_record(tmp_path):
+    """``--suffix`` is taken off the names and the maps and sheets beside the results are no SR images."""
+    sr, gt = tmp_path / "sr", tmp_path / "gt"
+    sr.mkdir(), gt.mkdir()
+    for folder, name in ((gt, "a.png"), (sr, "a_x4.png"), (sr, "a_x4_sweep.png")):
+        Image.new("RGB", (16, 12), "gray").save(folder / name)
+    Image.new("F", (2, 2)).save(sr / "a_lambda_pix.tiff")
+    record = {"config": {"inference": {"suffix": "_x4"}}, "written": ["a_x4.png", "a_lambda_pix.tiff"]}
+    (sr / "run.json").write_text(json.dumps({"runs": [record]}))
+    assert match_pairs(sr, gt) == [("a", sr / "a_x4.png", gt / "a.png")]
