@@ -29,9 +29,8 @@ class BatchSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # output file names, for the run record
     skipped_outputs: list[str] = field(default_factory=list)
-    fallbacks: list[str] = field(
-        default_factory=list
-    )  # PNGs written instead of a format that could not hold them
+    # PNGs written instead of a format that could not hold them
+    fallbacks: list[str] = field(default_factory=list)
 
     def merge(self, other: BatchSummary) -> None:
         self.done += other.done
@@ -128,9 +127,7 @@ def run_batch(
     jobs = []
     for path in inputs:
         targets = naming.targets(path.stem, out_dir, pairs, sweep_axes is not None)
-        side = (
-            side_files(path.stem) if side_files else []
-        )  # e.g. --save_masks maps: done only if they exist too
+        side = side_files(path.stem) if side_files else []  # e.g. --save_masks maps must exist too
         if skip_existing and all(already_written(t) for t in targets + side):
             summary.skipped += 1
             summary.skipped_outputs.extend(t.name for t in targets)

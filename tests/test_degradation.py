@@ -84,20 +84,9 @@ def test_noise_probability_is_respected(params):
     from dataclasses import replace
 
     gt = torch.full((16, 3, 64, 64), 0.5)
-    kernels = _batch(params, n=16, size=64)[1]
-    pulse = torch.zeros(16, 21, 21)
-    pulse[:, 10, 10] = 1
-    kernels = {k: pulse for k in kernels}
-    quiet = replace(
-        params,
-        resize_prob=[0, 0, 1],
-        resize_prob2=[0, 0, 1],
-        second_blur_prob=0.0,
-        jpeg_range=[95, 95],
-        jpeg_range2=[95, 95],
-    )
+    kernels = _pulses()
     loud = replace(
-        quiet,
+        _quiet(params),
         gaussian_noise_prob=1.0,
         noise_range=[50, 50],
         gaussian_noise_prob2=0.0,

@@ -191,10 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 "regions": plan.record(inputs) if plan else None,
             },
         )
-    status, summary = (
-        "interrupted",
-        BatchSummary(),
-    )  # filled as images land, so an interrupted run still has it
+    status = "interrupted"
+    summary = BatchSummary()  # filled as images land, so an interrupted run still has it
     if plan:
         plan.saved = summary.written  # saved maps count as written on every process (gathered below)
     try:
