@@ -178,7 +178,7 @@ class Pipeline:
         if m.tiny_base_if_missing:
             ensure_tiny_base(m.base)
         # The text encoder is loaded only when a prompt is first embedded (see ``prompt_embedding``).
-        base = load_base(m.base, revision=m.revision, text_encoder=False)
+        base = load_base(m.base, revision=m.revision, frozen_dtype=dtype, text_encoder=False)
         if ckpt is not None:
             if not m.allow_base_mismatch:
                 check_base(ckpt, m.base, base.fingerprint)

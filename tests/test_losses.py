@@ -58,6 +58,19 @@ def _x0(eps, noisy, alpha_bar):
     return (noisy - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5
 
 
+# Two computations of one gradient differ by summation order (batched against separate teacher passes, fused
+# kernels), so they agree to a relative L2 norm, not element by element: a few elements near zero can differ by more
+# than any absolute bound that holds on every machine. What these tests must catch moves the gradient by far more
+# than 1e-3 of its norm: swapping the LPIPS and CSD weights (2, 1 -> 1, 2) by tens of percents, a flipped CSD sign
+# by 200%, another timestep range or guidance scale by percents or more.
+GRADIENT_RELATIVE_TOLERANCE = 1e-3
+
+
+def assert_relatively_close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    error = float((actual - expected).norm() / expected.norm())
+    assert error <= GRADIENT_RELATIVE_TOLERANCE, f"{what}: relative L2 error {error:.2e}"
+
+
 def reference_losses(model, lq, gt, captions, seed):
     base, teacher = model.base, model.csd.teacher
     vae, unet, sf = base.vae, base.unet, base.vae.config.scaling_factor
@@ -111,7 +124,7 @@ def test_sem_loss_and_its_gradient_are_the_official_weighted_sum(official_model)
     ref_grad = torch.autograd.grad(ref["loss"], params)
     flat = torch.cat([g.flatten() for g in ours_grad]), torch.cat([g.flatten() for g in ref_grad])
     assert flat[1].abs().max() > 0
-    torch.testing.assert_close(*flat, rtol=1e-3, atol=1e-7)
+    assert_relatively_close(*flat, what="gradient of the semantic loss")
 
 
 def test_csd_gradient_points_along_the_positive_minus_negative_score(official_model):
@@ -137,7 +150,7 @@ def test_csd_gradient_points_along_the_positive_minus_negative_score(official_mo
     real = _x0(eps_cfg, noisy, alpha_bar)
     weight = (latents - real).abs().mean(dim=(1, 2, 3), keepdim=True)
     expected = 2 * (_x0(eps_uncond, noisy, alpha_bar) - real) / weight / latents.numel()
-    torch.testing.assert_close(z_h.grad, expected, rtol=1e-4, atol=1e-9)
+    assert_relatively_close(z_h.grad, expected, what="CSD gradient")
     cosine = torch.nn.functional.cosine_similarity(z_h.grad.flatten(1), (eps_text - eps_uncond).flatten(1))
     assert (cosine > 0.999).all(), cosine
 

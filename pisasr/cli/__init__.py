@@ -9,10 +9,24 @@ from collections.abc import Callable
 from pisasr.errors import PiSAError
 
 
+# Installed beside pisasr but never used by it: bitsandbytes comes with pyiqa, and diffusers, transformers and peft
+# import it whenever it is installed; on CPUs with AVX512-BF16 its import then fetches a kernel from the hub (a
+# warning offline, a network request online). A ``None`` entry in ``sys.modules`` makes ``importlib.util.find_spec``
+# answer "not installed", which is what those libraries ask before importing it.
+UNUSED_PACKAGES = ("bitsandbytes",)
+
+
 def quiet_libraries() -> None:
-    """No per-file progress bars or info logs from diffusers/transformers: our own bar and messages suffice."""
+    """Prepare a pisasr command's process: packages pisasr never uses stay unimported, and no per-file progress
+    bars or info logs come from diffusers/transformers (our own bar and messages suffice). Only for the
+    command-line entry points: the Python API leaves the user's modules and logging alone."""
+    import logging
     import warnings
 
+    for name in UNUSED_PACKAGES:
+        if name not in sys.modules:  # already imported by the caller: theirs to keep
+            sys.modules[name] = None
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
     from diffusers.utils import logging as diffusers_logging
@@ -45,6 +59,7 @@ def apply_flags(cfg, args, flags: dict[str, str]) -> None:
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; a ``PiSAError`` becomes one ``error:`` line and exit code 2 (no traceback)."""
+    quiet_libraries()
     try:
         return main(argv)
     except PiSAError as exc:

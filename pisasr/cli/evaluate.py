@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pisasr.cli import quiet_libraries, run_cli
+from pisasr.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch_size", type=int, default=8)
     args = p.parse_args(argv)
-    quiet_libraries()
     from pisasr.devices import resolve_device
     from pisasr.metrics import default_out, evaluate, markdown_table, write_reports
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pisasr.cli import apply_flags, quiet_libraries, run_cli
+from pisasr.cli import apply_flags, run_cli
 from pisasr.cli.regions import add_region_flags
 from pisasr.config import load_config
 from pisasr.errors import ConfigError
@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     from pisasr.region_files import RegionPlan
     from pisasr.sweep import parse_sweep
 
-    quiet_libraries()
     out_dir = Path(o.output_dir)
     naming = OutputNaming(o.suffix, o.ext)
     inputs, earlier = without_earlier_outputs(list_inputs(o.input), out_dir)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pisasr.cli import quiet_libraries, run_cli
+from pisasr.cli import run_cli
 
 
 def make_file_list_main(argv: list[str] | None = None) -> int:
@@ -71,7 +71,6 @@ def extract_prompts_main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    quiet_libraries()
     from pisasr.data.datasets import read_file_list, scan_folder
     from pisasr.data.prompts import extract_prompts
     from pisasr.data.tagging import read_vocabulary

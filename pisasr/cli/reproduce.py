@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pisasr.cli import quiet_libraries, run_cli
+from pisasr.cli import run_cli
 from pisasr.errors import ConfigError
 from pisasr.fileio import atomic_write_text
 
@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="fp32")
     args = p.parse_args(argv)
-    quiet_libraries()
 
     from pisasr.config import load_config
     from pisasr.devices import resolve_device

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from pisasr.cli import quiet_libraries, run_cli
+from pisasr.cli import run_cli
 from pisasr.config import load_config
 
 
@@ -18,7 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    quiet_libraries()
     from pisasr.training.loop import run_training
     from pisasr.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 

@@ -92,9 +92,15 @@ def load_base(
     *,
     revision: str | None = None,
     dtype: torch.dtype = torch.float32,
+    frozen_dtype: torch.dtype | None = None,
     text_encoder: bool = True,
 ) -> FrozenBase:
-    """Load every component of ``base`` with gradients off. ``text_encoder=False`` skips encoder and tokenizer."""
+    """Load every component of ``base`` with gradients off. ``text_encoder=False`` skips encoder and tokenizer.
+
+    ``dtype`` is the UNet's (adapters are added and merged in it); the VAE and the text encoder are loaded in
+    ``frozen_dtype`` (default ``dtype``): loading them in the dtype they run in, rather than casting afterwards,
+    is what diffusers asks for (``to(dtype)`` on its VAE warns)."""
+    frozen_dtype = frozen_dtype or dtype
     local = Path(base)
     if local.exists() and not local.is_dir():
         raise ModelLoadError(
@@ -113,11 +119,13 @@ def load_base(
     kwargs = {"revision": revision} if revision else {}
     try:
         unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype, **kwargs)
-        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=dtype, **kwargs)
+        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=frozen_dtype, **kwargs)
         scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler", **kwargs)
         enc = tok = None
         if text_encoder:
-            enc = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=dtype, **kwargs)
+            enc = CLIPTextModel.from_pretrained(
+                base, subfolder="text_encoder", torch_dtype=frozen_dtype, **kwargs
+            )
             tok = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_failure(base, exc) from None

@@ -123,7 +123,7 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
     with accelerator.main_process_first():
         if m.tiny_base_if_missing:
             ensure_tiny_base(m.base)
-        base = load_base(m.base, revision=m.revision)
+        base = load_base(m.base, revision=m.revision, frozen_dtype=weight_dtype)
     if pix_ckpt is not None:
         dual = pix_ckpt.build(base.unet)
     else:
@@ -134,8 +134,8 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
                 torch.distributed.broadcast(param.data, src=0)
     _cast_trainable(dual, weight_dtype)
     base.unet.to(accelerator.device)
-    base.vae.to(accelerator.device, weight_dtype)
-    base.text_encoder.to(accelerator.device, weight_dtype)
+    base.vae.to(accelerator.device)
+    base.text_encoder.to(accelerator.device)
     if t.gradient_checkpointing:
         base.unet.enable_gradient_checkpointing()
     lpips = csd = None

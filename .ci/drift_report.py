@@ -1,0 +1,54 @@
+"""Summarise a drift run: packages whose newest release differs from the lock, and the tests that failed there.
+
+``python .ci/drift_report.py LOCK FREEZE JUNIT_XML PYTEST_STATUS``; prints warnings only, always exits 0.
+"""
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+def pins(path: str) -> dict[str, str]:
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            out[name.strip().lower().replace("_", "-")] = version.strip()
+    return out
+
+
+def failures(path: str) -> list[str]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    failed = []
+    for case in root.iter("testcase"):
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            message = (problem.get("message") or "").splitlines()
+            failed.append(f"{case.get('classname')}::{case.get('name')}: {message[0][:160] if message else ''}")
+    return failed
+
+
+def main(lock: str, freeze: str, junit: str, status: str) -> None:
+    locked, newest = pins(lock), pins(freeze)
+    moved = [f"{n} {locked.get(n, '(not in the lock)')} -> {v}" for n, v in sorted(newest.items()) if locked.get(n) != v]
+    failed = failures(junit)
+    if status == "0" and not failed:
+        print(f"drift check: the fast tests pass with the newest releases ({len(moved)} package(s) past the lock)")
+        return
+    print("warning: drift check: with the newest releases (not the lock) the fast tests did not all pass")
+    if status == "124":
+        print("  the run was stopped at its time budget")
+    for line in failed:
+        print(f"  FAILED {line}")
+    print("  packages past the lock:" + ("" if moved else " none"))
+    for line in moved:
+        print(f"    {line}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
