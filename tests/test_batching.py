@@ -9,8 +9,8 @@ from PIL import Image
 
 from pisasr.cli import run_cli
 from pisasr.cli.infer import main
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Pipeline
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import LoadedImage
 
 PAIRS = [(1.0, 1.0), (1.0, 0.0), (0.5, 1.5)]
 # Batched convolutions round differently from single ones (~1e-5 in the latent); far below one 8-bit level.

@@ -69,7 +69,9 @@ def test_reproduce_missing_test_set(tmp_path):
 
 
 def test_convert_missing_checkpoint(tmp_path):
-    done = run(["scripts/convert_official_ckpt.py", str(tmp_path / "none.pkl"), str(tmp_path / "out")], tmp_path)
+    done = run(
+        ["scripts/convert_official_ckpt.py", str(tmp_path / "none.pkl"), str(tmp_path / "out")], tmp_path
+    )
     assert_one_error_line(done, "none.pkl")
 
 

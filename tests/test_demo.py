@@ -17,10 +17,10 @@ import torch
 from conftest import image_file
 from PIL import Image
 
-from pisasr.demo import UNTRAINED_NOTE, DemoEngine, DemoLimits
+from pisasr.demo.engine import UNTRAINED_NOTE, DemoEngine, DemoLimits
 from pisasr.errors import ConfigError, ImageError
-from pisasr.image_io import read_image
-from pisasr.pipeline import Pipeline
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,9 @@ def test_cache_keeps_only_the_most_recently_used(engine, tmp_path):
 def test_pixel_limit_is_read_from_the_header(engine, tmp_path, monkeypatch):
     flat = tmp_path / "flat.png"
     Image.new("RGB", (800, 800), "gray").save(flat)  # 2 KB: the byte limit lets it through
-    monkeypatch.setattr("pisasr.demo.read_image", lambda path: pytest.fail("decoded before the pixel check"))
+    monkeypatch.setattr(
+        "pisasr.demo.engine.read_image", lambda path: pytest.fail("decoded before the pixel check")
+    )
     with pytest.raises(ImageError, match=r"^flat.png: 800x800 is over the demo's limit of 2,000 pixels"):
         engine.load(flat)
     with pytest.raises(ImageError, match="--max_pixels"):
@@ -137,7 +139,7 @@ def test_upload_preview_keeps_the_image_kind(engine, tmp_path):
 def test_app_labels_sides_offers_examples_and_says_when_untrained(engine, monkeypatch):
     import gradio as gr
 
-    from pisasr.demo_app import build_app
+    from pisasr.demo.app import build_app
 
     def texts(app, kind):
         return [b for b in app.blocks.values() if isinstance(b, kind)]
@@ -157,7 +159,7 @@ def test_app_labels_sides_offers_examples_and_says_when_untrained(engine, monkey
 def test_closing_the_page_or_uploading_again_drops_the_entry(engine, tmp_path):
     import gradio as gr
 
-    from pisasr.demo_app import build_app
+    from pisasr.demo.app import build_app
 
     fns = {f.name: f.fn for f in build_app(engine).fns.values()}
     request = gr.Request(session_hash="one-session")
@@ -241,10 +243,10 @@ def test_server_upload_sliders_download(server, tiny_base, trained_checkpoint, t
 
 @pytest.mark.slow
 def test_server_renders_a_painted_region(server, tiny_base, trained_checkpoint, tmp_path):
-    """The regions panel over HTTP: an ImageEditor layer painted on the left 40 columns (pisasr/demo_regions.py)."""
+    """The regions panel over HTTP: an ImageEditor layer painted on the left 40 columns (pisasr/demo/regions_panel.py)."""
     from gradio_client import Client, handle_file
 
-    from pisasr.regions import RegionMap
+    from pisasr.regions.maps import RegionMap
 
     client = Client(server[0], verbose=False, download_files=str(tmp_path / "downloads"))
     photo = image_file(tmp_path / "photo.png", (24, 20))

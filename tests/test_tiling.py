@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Pipeline
-from pisasr.tiling import tile_starts, tiled_apply
+from pisasr.inference.pipeline import Pipeline
+from pisasr.inference.tiling import tile_starts, tiled_apply
+from pisasr.io.images import LoadedImage
 
 
 def test_tile_starts_cover_with_overlap():

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from pisasr.errors import PiSAError
 
-
 # Installed beside pisasr but never used by it: bitsandbytes comes with pyiqa, and diffusers, transformers and peft
 # import it whenever it is installed; on CPUs with AVX512-BF16 its import then fetches a kernel from the hub (a
 # warning offline, a network request online). A ``None`` entry in ``sys.modules`` makes ``importlib.util.find_spec``
