@@ -239,3 +239,31 @@ def test_options_given_zero_reach_the_run_and_its_record(tiny_base, lr_dir, tmp_
     record = json.loads((out / "run.json").read_text())["runs"][-1]["config"]["inference"]
     assert {key: record[key] for key in zeros} == zeros
     assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
+
+
+def test_two_decimal_lambdas_name_and_label_their_outputs(tiny_base, lr_dir, tmp_path, monkeypatch):
+    """0.25 and 0.2 are different outputs (one-decimal rounding would write both to one file) and 1.75 is not
+    1.8: file names, the contact sheet's labels, and the image is the one the same pair gives alone."""
+    from PIL import ImageDraw
+
+    labels = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda d, xy, text, *a, **k: (labels.append(text), draw_text(d, xy, text, *a, **k))[1],
+    )
+    out, single = tmp_path / "sweep", tmp_path / "single"
+    assert infer("-i", lr_dir / "a.png", "--sweep", "0.2,0.25:1.75", *common(tiny_base, out)) == 0
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"a_pix0.2_sem1.75.png", "a_pix0.25_sem1.75.png", "a_sweep.png"}
+    assert labels == ["pix 0.2  sem 1.75", "pix 0.25  sem 1.75"]
+    assert (
+        infer(
+            "-i", lr_dir / "a.png", "--lambda_pix", "0.25", "--lambda_sem", "1.75", *common(tiny_base, single)
+        )
+        == 0
+    )
+    same = np.asarray(Image.open(out / "a_pix0.25_sem1.75.png")), np.asarray(Image.open(single / "a.png"))
+    assert np.array_equal(*same)
+    assert not np.array_equal(np.asarray(Image.open(out / "a_pix0.2_sem1.75.png")), same[0])

@@ -329,3 +329,22 @@ def test_browser_shows_the_result(server, tmp_path):
             shutil.copy(shot, os.environ["PISASR_DEMO_SCREENSHOT"])
     finally:
         browser.quit()
+
+
+def test_two_decimal_lambdas_in_downloads_and_sweep_labels(engine, tmp_path, monkeypatch):
+    """A download at (0.25, 1.75) is named so, also from a slider's float (0.05 steps: 0.35000000000000003), and
+    the demo's sweep sheet labels each cell with its two-decimal pair."""
+    from PIL import ImageDraw
+
+    cached = engine.load(image_file(tmp_path / "p.png", (20, 20)))
+    assert engine.download(cached, 0.25, 1.75).name == "p_pix0.25_sem1.75.png"
+    assert engine.download(cached, 7 * 0.05, 1.0).name == "p_pix0.35_sem1.0.png"
+    labels = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda d, xy, text, *a, **k: (labels.append(text), draw_text(d, xy, text, *a, **k))[1],
+    )
+    engine.sweep(cached, "0.25:1.75,1.8")
+    assert labels == ["pix 0.25  sem 1.75", "pix 0.25  sem 1.8"]
