@@ -348,3 +348,25 @@ def test_two_decimal_lambdas_in_downloads_and_sweep_labels(engine, tmp_path, mon
     )
     engine.sweep(cached, "0.25:1.75,1.8")
     assert labels == ["pix 0.25  sem 1.75", "pix 0.25  sem 1.8"]
+
+
+def test_before_of_an_enlarged_upload_is_the_upload_at_the_output_size(engine, tmp_path):
+    """An upload whose short side is below process_size / upscale is enlarged for the model; the comparison's
+    "before" must still be that upload, upsampled to the output's size and framing (the slider overlays the two):
+    the same size as the "after", and the picture a plain bicubic upsampling of the upload gives (0.01 of its
+    contrast measured), not a crop (1.2), a 2-pixel shift (0.2) or a zoom of the enlarged model input."""
+    import numpy as np
+
+    from pisasr.inference.resize import resize_image
+    from pisasr.io.images import to_pil
+
+    path = image_file(tmp_path / "small.png", (12, 10), seed=3)
+    cached = engine.load(path)
+    assert cached.prepared.enlarged  # 10 < 64 // 4
+    after = engine.preview(engine.render(cached, 1.0, 1.0)[0])
+    assert cached.before.size == after.size == (48, 40)
+    upload = read_image(path)
+    plain = np.asarray(to_pil(resize_image(upload.rgb[None], (40, 48), "pil", 8)[0]), dtype=np.float32)
+    before = np.asarray(cached.before, dtype=np.float32)
+    error = np.abs(before - plain).mean() / np.abs(plain - plain.mean((0, 1))).mean()
+    assert error < 0.1, f"the before image is not the upload upsampled ({error:.2f} of its contrast)"
