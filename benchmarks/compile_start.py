@@ -41,7 +41,7 @@ def main() -> None:
     args = p.parse_args()
     from PIL import Image
 
-    from pisasr.testing.tiny_base import make_tiny_base
+    from pisasr.model.tiny_base import make_tiny_base
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -20,10 +20,10 @@ from PIL import Image
 
 from benchmarks.common import machine
 from pisasr.cli import quiet_libraries
-from pisasr.demo import DemoEngine, DemoLimits
+from pisasr.demo.engine import DemoEngine, DemoLimits
 from pisasr.errors import ImageError
-from pisasr.pipeline import Pipeline
-from pisasr.testing.tiny_base import make_tiny_base
+from pisasr.inference.pipeline import Pipeline
+from pisasr.model.tiny_base import make_tiny_base
 
 
 def rss_gb() -> float:

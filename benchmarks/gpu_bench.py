@@ -25,10 +25,10 @@ import torch
 
 from benchmarks.common import append_row, machine, median_time, peak_memory_gb
 from benchmarks.infer_bench import image
-from pisasr.batch import run_batch
 from pisasr.cli import quiet_libraries
-from pisasr.image_io import save_image
-from pisasr.pipeline import Pipeline
+from pisasr.inference.batch import run_batch
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import save_image
 
 MODES = {"default (1, 1)": (1.0, 1.0), "adjustable (0.5, 1.5)": (0.5, 1.5), "pix only (1, 0)": (1.0, 0.0)}
 

@@ -22,8 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import machine, median_time, peak_memory_gb
 from pisasr.cli import quiet_libraries
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Pipeline
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import LoadedImage
 
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:

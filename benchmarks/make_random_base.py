@@ -34,7 +34,7 @@ def make_random_base(out_dir: str | Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from pisasr.testing.tiny_base import _byte_tokenizer_files
+    from pisasr.model.tiny_base import _byte_tokenizer_files
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

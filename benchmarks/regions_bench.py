@@ -18,9 +18,9 @@ import torch
 
 from benchmarks.common import append_row, machine, median_time
 from pisasr.cli import quiet_libraries
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Geometry, Pipeline
-from pisasr.regions import LatentGrid, RegionMap, batch_lambdas
+from pisasr.inference.pipeline import Geometry, Pipeline
+from pisasr.io.images import LoadedImage
+from pisasr.regions.maps import LatentGrid, RegionMap, batch_lambdas
 
 
 def full_size_vae():
@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--log", default="benchmarks/results/regions.jsonl")
     args = p.parse_args()
     quiet_libraries()
-    from pisasr.testing.tiny_base import make_tiny_base
+    from pisasr.model.tiny_base import make_tiny_base
 
     base = make_tiny_base(tempfile.mkdtemp(prefix="pisasr-bench-") + "/tiny")
     pipe = Pipeline.from_pretrained(str(base), device="cpu")

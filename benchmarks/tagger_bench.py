@@ -32,7 +32,7 @@ def main() -> None:
     quiet_libraries()
     from pisasr.data.tagging import CropTagger
     from pisasr.devices import resolve_device
-    from pisasr.testing.tiny_base import CLIP_L14_VISION, make_tiny_clip
+    from pisasr.model.tiny_base import CLIP_L14_VISION, make_tiny_clip
 
     if not Path(args.model, "config.json").is_file():
         make_tiny_clip(args.model, vision=CLIP_L14_VISION)

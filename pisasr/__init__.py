@@ -12,7 +12,7 @@ __all__ = ["LambdaMap", "Pipeline", "RegionMap", "__version__", "protect"]
 def __getattr__(name):
     # Lazy so that `import pisasr.config` does not pull in torch and diffusers.
     if name == "Pipeline":
-        from pisasr.pipeline import Pipeline
+        from pisasr.inference.pipeline import Pipeline
 
         return Pipeline
     if name in ("LambdaMap", "RegionMap", "protect"):

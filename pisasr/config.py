@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pisasr.errors import ConfigError
-from pisasr.paths import shipped  # also registers ${pisasr_cache:NAME} (the user cache folder) for configs
+from pisasr.io.paths import shipped  # also registers ${pisasr_cache:NAME} (the user cache folder) for configs
 
 # Hub ids that still resolve (Nov 2026). Stability AI withdrew its SD 2.x repositories in Nov 2025 and
 # deprecated SD-Turbo; the SD-2.1-base weights live on in the community mirror.
@@ -28,6 +28,13 @@ NEGATIVE_PROMPT = (
     "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, "
     "jpeg artifacts, deformed, lowres, over-smooth"
 )
+
+
+def check_lambda(value: float, name: str) -> float:
+    """A lambda must be a finite number: nan or inf would write black images that count as restored."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {value} is not a finite number (lambdas are finite, e.g. 0.5 or 1.5)")
+    return value
 
 
 @dataclass
@@ -101,7 +108,7 @@ class InferenceConfig:
     batch_size: int = 1
     # Threads that read and preprocess upcoming images and write finished ones while the model runs.
     io_workers: int = 2
-    # Region-adaptive restoration (pisasr/regions.py): a mask image, or a folder with one mask per input stem
+    # Region-adaptive restoration (pisasr/regions/maps.py): a mask image, or a folder with one mask per input stem
     # (white = the region), restored with lambda_inside [pix, sem]; the rest with lambda_outside (default
     # lambda_pix, lambda_sem). feather: border blend in output pixels. save_masks: write the latent-resolution
     # lambda maps beside the outputs. protect: "faces" gives detected faces protect_pair.

@@ -14,7 +14,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """Path of the tiny offline SD-shaped base, written once per test session."""
-    from pisasr.testing.tiny_base import make_tiny_base
+    from pisasr.model.tiny_base import make_tiny_base
 
     return str(make_tiny_base(tmp_path_factory.mktemp("bases") / "tiny"))
 
@@ -36,7 +36,7 @@ def trained_checkpoint(tiny_base, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pipe(tiny_base, trained_checkpoint):
-    from pisasr.pipeline import Pipeline
+    from pisasr.inference.pipeline import Pipeline
 
     return Pipeline.from_pretrained(tiny_base, trained_checkpoint, device="cpu")
 

@@ -1,6 +1,8 @@
 """Throughput features against the plain path: batches, threaded I/O, the pix-only UNet copy, compilation and
 the lazily loaded text encoder must not change a single output."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,8 @@ from PIL import Image
 
 from pisasr.cli import run_cli
 from pisasr.cli.infer import main
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Pipeline
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import LoadedImage
 
 PAIRS = [(1.0, 1.0), (1.0, 0.0), (0.5, 1.5)]
 # Batched convolutions round differently from single ones (~1e-5 in the latent); far below one 8-bit level.
@@ -122,3 +124,44 @@ def test_cli_batches_and_threads_give_the_same_files(tiny_base, trained_checkpoi
         b = np.asarray(Image.open(tmp_path / "fast" / name), dtype=np.int16)
         assert np.abs(a - b).max() <= 1  # the README's stated tolerance: one 8-bit level,
         assert (a != b).mean() < 0.01  # on a few pixels (0.2% measured)
+
+
+@pytest.mark.parametrize("where", ["predict", "decode"])
+def test_a_batch_failing_in_the_model_loses_no_image(tiny_base, tmp_path, monkeypatch, where):
+    """--batch_size 3 over 7 images of one size; the model raises for every batch that holds the white image
+    (predict) or for every batch of more than one (decode, as an out-of-memory error would): each image is then
+    retried alone, so every input ends up written or reported failed, exactly once, and only the culprit fails."""
+    import json
+
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    for i in range(6):
+        image_file(folder / f"img{i}.png", (32, 24), seed=i)
+    Image.new("RGB", (32, 24), "white").save(folder / "img1w.png")
+    calls = []
+    real = getattr(Pipeline, where)
+
+    def failing(self, first, *args, **kwargs):
+        size = len(first) if where == "predict" else first.shape[0]
+        calls.append(size)
+        if where == "predict" and any(bool(p.image.rgb.min() > 0.99) for p in first):
+            raise RuntimeError("the model failed on this image")
+        if where == "decode" and size > 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(self, first, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, where, failing)
+    out = tmp_path / "out"
+    args = ["-i", folder, "-o", out, "--base", tiny_base, "--device", "cpu", "--process_size", "64"]
+    code = run_cli(main, [str(a) for a in [*args, "--batch_size", "3", "--io_workers", "0"]])
+    assert max(calls) == 3 and 1 in calls  # batches were tried, then single images
+    record = json.loads((out / "run.json").read_text())["runs"][-1]
+    stems = [f"img{i}" for i in range(6)] + ["img1w"]
+    failed = [stem for stem in stems if any(f"{stem}.png" in message for message in record["failed"])]
+    written = [Path(name).stem for name in record["written"]]
+    assert sorted(written + failed) == sorted(stems), "an image was neither written nor reported"
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(written)
+    if where == "predict":
+        assert failed == ["img1w"] and code == 1
+    else:
+        assert failed == [] and code == 0

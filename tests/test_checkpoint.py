@@ -131,8 +131,8 @@ def test_missing_weights(tmp_path):
 
 
 def test_official_pkl_and_converted_checkpoint_give_identical_images(tiny_base, official_pkl, tmp_path):
-    from pisasr.image_io import LoadedImage
-    from pisasr.pipeline import Pipeline
+    from pisasr.inference.pipeline import Pipeline
+    from pisasr.io.images import LoadedImage
 
     path, _ = official_pkl
     converted = convert_official(path, tmp_path / "converted")

@@ -205,3 +205,65 @@ def test_list_paths_are_relative_to_the_list(tiny_base, lr_dir, tmp_path, capsys
     out = tmp_path / "out"
     assert infer("-i", lr_dir / "list.txt", *common(tiny_base, out)) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
+
+
+def test_options_given_zero_reach_the_run_and_its_record(tiny_base, lr_dir, tmp_path, monkeypatch):
+    """0 is a value, not "not given": each flag set to 0 replaces the config's non-zero value in the pipeline
+    that runs, in what run_batch gets, and in run.json (an ``if value:`` in place of ``is not None`` drops them)."""
+    import pisasr.inference.batch as batch
+    from pisasr.inference.pipeline import Pipeline
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "inference: {lambda_pix: 0.6, lambda_sem: 0.7, seed: 7, latent_tile_overlap: 16, io_workers: 3, "
+        "feather: 2.0, vae_sample: true}\n"
+    )
+    zeros = {"lambda_pix": 0.0, "lambda_sem": 0.0, "seed": 0, "latent_tile_overlap": 0, "io_workers": 0}
+    zeros["feather"] = 0.0
+    seen = {}
+    from_config, run_batch = Pipeline.from_config.__func__, batch.run_batch
+    monkeypatch.setattr(
+        Pipeline, "from_config", classmethod(lambda cls, cfg: seen.setdefault("pipe", from_config(cls, cfg)))
+    )
+    monkeypatch.setattr(
+        batch, "run_batch", lambda *a, **k: (seen.update(pairs=a[3], kwargs=k), run_batch(*a, **k))[1]
+    )
+    out = tmp_path / "out"
+    flags = [str(x) for flag, value in zeros.items() for x in (f"--{flag}", value)]
+    assert infer("-i", lr_dir, "--config", config, *flags, *common(tiny_base, out)) == 0
+    options = seen["pipe"].options
+    for key, value in zeros.items():
+        assert getattr(options, key) == value, f"--{key} 0 did not reach the pipeline"
+    assert options.vae_sample is True  # the config's other values stay
+    assert seen["pairs"] == [(0.0, 0.0)] and seen["kwargs"]["io_workers"] == 0
+    record = json.loads((out / "run.json").read_text())["runs"][-1]["config"]["inference"]
+    assert {key: record[key] for key in zeros} == zeros
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
+
+
+def test_two_decimal_lambdas_name_and_label_their_outputs(tiny_base, lr_dir, tmp_path, monkeypatch):
+    """0.25 and 0.2 are different outputs (one-decimal rounding would write both to one file) and 1.75 is not
+    1.8: file names, the contact sheet's labels, and the image is the one the same pair gives alone."""
+    from PIL import ImageDraw
+
+    labels = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda d, xy, text, *a, **k: (labels.append(text), draw_text(d, xy, text, *a, **k))[1],
+    )
+    out, single = tmp_path / "sweep", tmp_path / "single"
+    assert infer("-i", lr_dir / "a.png", "--sweep", "0.2,0.25:1.75", *common(tiny_base, out)) == 0
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"a_pix0.2_sem1.75.png", "a_pix0.25_sem1.75.png", "a_sweep.png"}
+    assert labels == ["pix 0.2  sem 1.75", "pix 0.25  sem 1.75"]
+    assert (
+        infer(
+            "-i", lr_dir / "a.png", "--lambda_pix", "0.25", "--lambda_sem", "1.75", *common(tiny_base, single)
+        )
+        == 0
+    )
+    same = np.asarray(Image.open(out / "a_pix0.25_sem1.75.png")), np.asarray(Image.open(single / "a.png"))
+    assert np.array_equal(*same)
+    assert not np.array_equal(np.asarray(Image.open(out / "a_pix0.2_sem1.75.png")), same[0])

@@ -10,9 +10,9 @@ from PIL import Image
 
 from pisasr.cli import run_cli
 from pisasr.cli.infer import main
-from pisasr.image_io import read_image
-from pisasr.pipeline import Pipeline
-from pisasr.regions import LatentGrid, RegionMap, latent_pair, read_mask
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import read_image
+from pisasr.regions.maps import LatentGrid, RegionMap, latent_pair, read_mask
 
 
 def infer(*args):
@@ -181,7 +181,7 @@ def test_protect_faces_without_faces_is_the_scalar_output(tiny_base, trained_che
 
 
 def test_protect_hook_takes_a_callable():
-    from pisasr.regions import protect
+    from pisasr.regions.maps import protect
 
     image = torch.rand(3, 20, 24)
     spec = protect((1.0, 1.5), image, lambda _: np.pad(np.ones((20, 12)), ((0, 0), (0, 12))), pair=(1.0, 0.2))
@@ -190,9 +190,11 @@ def test_protect_hook_takes_a_callable():
 
 
 def test_protect_pair_is_configurable(tiny_base, trained_checkpoint, inputs, tmp_path, monkeypatch):
-    import pisasr.faces
+    import pisasr.regions.faces
 
-    monkeypatch.setattr(pisasr.faces, "face_mask", lambda image: np.pad(np.ones((80, 40)), ((0, 0), (0, 56))))
+    monkeypatch.setattr(
+        pisasr.regions.faces, "face_mask", lambda image: np.pad(np.ones((80, 40)), ((0, 0), (0, 56)))
+    )
     out = tmp_path / "out"
     assert (
         infer(
@@ -227,7 +229,7 @@ def test_masks_run_only_the_passes_their_pairs_need(
     tiny_base, trained_checkpoint, inputs, tmp_path, monkeypatch
 ):
     """Every image renders its own map: the global --lambda_pix/--lambda_sem must not add a UNet pass."""
-    from pisasr.pipeline import Pipeline as P
+    from pisasr.inference.pipeline import Pipeline as P
 
     passes = []
     real = P.noise_prediction

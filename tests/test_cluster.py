@@ -55,9 +55,9 @@ def test_watch_records_the_first_signal_and_ignores_repeats(capfd):
 
 # -- the launch wrapper ---------------------------------------------------------------------------------------------
 def _wrapped(child_code: str) -> subprocess.Popen:
-    """``pisasr.training.launch.run`` around a stand-in for ``accelerate launch``."""
+    """``pisasr.cli.launch.run`` around a stand-in for ``accelerate launch``."""
     runner = (
-        "import sys; from pisasr.training.launch import run; "
+        "import sys; from pisasr.cli.launch import run; "
         f"sys.exit(run([sys.executable, '-c', {child_code!r}], __import__('os').environ))"
     )
     return subprocess.Popen([sys.executable, "-c", runner], env=ENV, stderr=subprocess.PIPE, text=True)

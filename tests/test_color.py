@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from pisasr.color import adain, apply_color_fix
+from pisasr.inference.color import adain, apply_color_fix
 
 
 def _official_wavelet_decomposition(image, levels=5):

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from pisasr.compiled import CompileWatch, compile_modules, default_cache_dir, use_cache_dir
 from pisasr.errors import ConfigError
+from pisasr.inference.compiled import CompileWatch, compile_modules, default_cache_dir, use_cache_dir
 
 
 def test_configured_cache_replaces_the_one_torch_already_set(tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_compile_dynamic_reaches_torch_compile(setting, dynamic):
 
 
 def test_watch_speaks_only_when_something_compiled(tmp_path, capsys, monkeypatch):
-    import pisasr.compiled as compiled
+    import pisasr.inference.compiled as compiled
 
     graphs = iter([0, 0, 0, 1])
     monkeypatch.setattr(compiled, "_compiled_graphs", lambda: next(graphs))

@@ -114,7 +114,7 @@ def test_test_pairs_sharpen_only_the_degradation_input(tmp_path, gt_dir):
     from dataclasses import replace
 
     from pisasr.data.prep import make_test_pairs
-    from pisasr.image_io import read_image
+    from pisasr.io.images import read_image
 
     stablesr = load_degradation("configs/degradation/stablesr_div2k_val.yaml")
     assert make_test_pairs(gt_dir, tmp_path / "usm", stablesr, seed=2, crop=64)[0] == 4
@@ -133,7 +133,7 @@ def test_make_test_pairs_is_seeded(tmp_path, gt_dir):
 
     for out in ("a", "b"):
         assert make_test_pairs_main([str(gt_dir), str(tmp_path / out), "--seed", "5", "--crop", "64"]) == 0
-    from pisasr.image_io import read_image
+    from pisasr.io.images import read_image
 
     a, b = read_image(tmp_path / "a" / "LR" / "img2.png"), read_image(tmp_path / "b" / "LR" / "img2.png")
     assert a.rgb.shape == (3, 16, 16) and torch.equal(a.rgb, b.rgb)

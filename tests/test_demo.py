@@ -17,10 +17,10 @@ import torch
 from conftest import image_file
 from PIL import Image
 
-from pisasr.demo import UNTRAINED_NOTE, DemoEngine, DemoLimits
+from pisasr.demo.engine import UNTRAINED_NOTE, DemoEngine, DemoLimits
 from pisasr.errors import ConfigError, ImageError
-from pisasr.image_io import read_image
-from pisasr.pipeline import Pipeline
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,9 @@ def test_cache_keeps_only_the_most_recently_used(engine, tmp_path):
 def test_pixel_limit_is_read_from_the_header(engine, tmp_path, monkeypatch):
     flat = tmp_path / "flat.png"
     Image.new("RGB", (800, 800), "gray").save(flat)  # 2 KB: the byte limit lets it through
-    monkeypatch.setattr("pisasr.demo.read_image", lambda path: pytest.fail("decoded before the pixel check"))
+    monkeypatch.setattr(
+        "pisasr.demo.engine.read_image", lambda path: pytest.fail("decoded before the pixel check")
+    )
     with pytest.raises(ImageError, match=r"^flat.png: 800x800 is over the demo's limit of 2,000 pixels"):
         engine.load(flat)
     with pytest.raises(ImageError, match="--max_pixels"):
@@ -137,7 +139,7 @@ def test_upload_preview_keeps_the_image_kind(engine, tmp_path):
 def test_app_labels_sides_offers_examples_and_says_when_untrained(engine, monkeypatch):
     import gradio as gr
 
-    from pisasr.demo_app import build_app
+    from pisasr.demo.app import build_app
 
     def texts(app, kind):
         return [b for b in app.blocks.values() if isinstance(b, kind)]
@@ -157,7 +159,7 @@ def test_app_labels_sides_offers_examples_and_says_when_untrained(engine, monkey
 def test_closing_the_page_or_uploading_again_drops_the_entry(engine, tmp_path):
     import gradio as gr
 
-    from pisasr.demo_app import build_app
+    from pisasr.demo.app import build_app
 
     fns = {f.name: f.fn for f in build_app(engine).fns.values()}
     request = gr.Request(session_hash="one-session")
@@ -241,10 +243,10 @@ def test_server_upload_sliders_download(server, tiny_base, trained_checkpoint, t
 
 @pytest.mark.slow
 def test_server_renders_a_painted_region(server, tiny_base, trained_checkpoint, tmp_path):
-    """The regions panel over HTTP: an ImageEditor layer painted on the left 40 columns (pisasr/demo_regions.py)."""
+    """The regions panel over HTTP: an ImageEditor layer painted on the left 40 columns (pisasr/demo/regions_panel.py)."""
     from gradio_client import Client, handle_file
 
-    from pisasr.regions import RegionMap
+    from pisasr.regions.maps import RegionMap
 
     client = Client(server[0], verbose=False, download_files=str(tmp_path / "downloads"))
     photo = image_file(tmp_path / "photo.png", (24, 20))
@@ -327,3 +329,44 @@ def test_browser_shows_the_result(server, tmp_path):
             shutil.copy(shot, os.environ["PISASR_DEMO_SCREENSHOT"])
     finally:
         browser.quit()
+
+
+def test_two_decimal_lambdas_in_downloads_and_sweep_labels(engine, tmp_path, monkeypatch):
+    """A download at (0.25, 1.75) is named so, also from a slider's float (0.05 steps: 0.35000000000000003), and
+    the demo's sweep sheet labels each cell with its two-decimal pair."""
+    from PIL import ImageDraw
+
+    cached = engine.load(image_file(tmp_path / "p.png", (20, 20)))
+    assert engine.download(cached, 0.25, 1.75).name == "p_pix0.25_sem1.75.png"
+    assert engine.download(cached, 7 * 0.05, 1.0).name == "p_pix0.35_sem1.0.png"
+    labels = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda d, xy, text, *a, **k: (labels.append(text), draw_text(d, xy, text, *a, **k))[1],
+    )
+    engine.sweep(cached, "0.25:1.75,1.8")
+    assert labels == ["pix 0.25  sem 1.75", "pix 0.25  sem 1.8"]
+
+
+def test_before_of_an_enlarged_upload_is_the_upload_at_the_output_size(engine, tmp_path):
+    """An upload whose short side is below process_size / upscale is enlarged for the model; the comparison's
+    "before" must still be that upload, upsampled to the output's size and framing (the slider overlays the two):
+    the same size as the "after", and the picture a plain bicubic upsampling of the upload gives (0.01 of its
+    contrast measured), not a crop (1.2), a 2-pixel shift (0.2) or a zoom of the enlarged model input."""
+    import numpy as np
+
+    from pisasr.inference.resize import resize_image
+    from pisasr.io.images import to_pil
+
+    path = image_file(tmp_path / "small.png", (12, 10), seed=3)
+    cached = engine.load(path)
+    assert cached.prepared.enlarged  # 10 < 64 // 4
+    after = engine.preview(engine.render(cached, 1.0, 1.0)[0])
+    assert cached.before.size == after.size == (48, 40)
+    upload = read_image(path)
+    plain = np.asarray(to_pil(resize_image(upload.rgb[None], (40, 48), "pil", 8)[0]), dtype=np.float32)
+    before = np.asarray(cached.before, dtype=np.float32)
+    error = np.abs(before - plain).mean() / np.abs(plain - plain.mean((0, 1))).mean()
+    assert error < 0.1, f"the before image is not the upload upsampled ({error:.2f} of its contrast)"

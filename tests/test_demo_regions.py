@@ -9,12 +9,12 @@ import torch
 from conftest import image_file
 from PIL import Image
 
-from pisasr.demo import DemoEngine, DemoLimits
-from pisasr.demo_regions import download_regions, editor_mask, faces_mask, render_regions, status
+from pisasr.demo.engine import DemoEngine, DemoLimits
+from pisasr.demo.regions_panel import download_regions, editor_mask, faces_mask, render_regions, status
 from pisasr.errors import ConfigError
-from pisasr.image_io import read_image
-from pisasr.pipeline import Pipeline
-from pisasr.regions import RegionMap
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import read_image
+from pisasr.regions.maps import RegionMap
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INSIDE, OUTSIDE = (1.0, 0.3), (0.6, 1.4)
@@ -82,7 +82,7 @@ def test_detect_faces_fills_the_mask_on_the_face(engine):
 
 
 def test_app_has_the_regions_panel(engine):
-    from pisasr.demo_app import build_app
+    from pisasr.demo.app import build_app
 
     app = build_app(engine)
     names = {fn.api_name for fn in app.fns.values()}

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from pisasr.faces import detect_faces, face_mask
+from pisasr.regions.faces import detect_faces, face_mask
 
 # The astronaut's face in skimage.data.astronaut() (512 x 512): rows about 60-170, columns about 170-290.
 FACE = (slice(60, 170), slice(170, 290))

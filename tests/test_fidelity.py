@@ -14,9 +14,9 @@ from skimage import data as photos
 
 from pisasr.config import NEGATIVE_PROMPT, SD21_BASE, load_config
 from pisasr.errors import ConfigError, ModelLoadError
-from pisasr.image_io import from_pil
-from pisasr.pipeline import Pipeline
-from pisasr.tiling import needs_tiling
+from pisasr.inference.pipeline import Pipeline
+from pisasr.inference.tiling import needs_tiling
+from pisasr.io.images import from_pil
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = {"astronaut": photos.astronaut, "coffee": photos.coffee, "chelsea": photos.chelsea}
@@ -106,7 +106,7 @@ def test_official_quantization_costs_about_half_a_grey_level(tiny_base, trained_
 
 
 def test_sixteen_bit_and_alpha_keep_working_with_pil_resampling(pipe):
-    from pisasr.image_io import LoadedImage
+    from pisasr.io.images import LoadedImage
 
     g = torch.Generator().manual_seed(0)
     rgb = torch.randint(0, 65536, (3, 20, 24), generator=g).float() / 65535
@@ -137,7 +137,7 @@ def test_tiling_switches_on_area_like_the_official():
 
 def test_wide_image_under_the_tile_area_is_not_tiled(tiny_base, trained_checkpoint):
     """Latent 24x8 with tile 16: area 192 <= 256, so one pass, exactly as an untiled run."""
-    from pisasr.image_io import LoadedImage
+    from pisasr.io.images import LoadedImage
 
     rgb = torch.rand(3, 16, 48, generator=torch.Generator().manual_seed(1))
     image = LoadedImage(rgb=rgb, alpha=None, grayscale=False, bit_depth=8)
@@ -177,7 +177,7 @@ def test_official_pkl_on_sd_turbo_is_refused_before_loading(official_pkl, tmp_pa
 def test_checkpoint_on_another_base_is_refused_by_fingerprint(tiny_base, tmp_path):
     from pisasr.model import DualLoRA, load_base
     from pisasr.model.checkpoint import load_checkpoint, save_checkpoint
-    from pisasr.testing.tiny_base import make_tiny_base
+    from pisasr.model.tiny_base import make_tiny_base
 
     base = load_base(tiny_base, text_encoder=False)
     save_checkpoint(

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pisasr.fileio import atomic_write, atomic_write_text, current_umask
+from pisasr.io.files import atomic_write, atomic_write_text, current_umask
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path):

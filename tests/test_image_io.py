@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from pisasr.errors import ImageError
-from pisasr.image_io import assemble, list_inputs, read_image, save_image
+from pisasr.io.images import assemble, list_inputs, read_image, save_image
 
 
 def test_rgb_png_round_trip(tmp_path):
@@ -59,7 +59,7 @@ def test_every_exif_orientation_matches_pil(tmp_path, orientation):
     """The 8-bit path (PIL's exif_transpose) and the table the 16-bit path uses agree with PIL on each tag."""
     from PIL import ImageOps
 
-    from pisasr.image_io import _ORIENT
+    from pisasr.io.images import _ORIENT
 
     array = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3), dtype=np.uint8)
     img = Image.fromarray(array)
@@ -157,7 +157,7 @@ def test_unusable_deep_tiffs_are_refused_naming_the_file(tmp_path, name, array, 
 
 @pytest.mark.parametrize("mode", ["I;16", "I;16B"])
 def test_sixteen_bit_pil_images_keep_sixteen_bits(mode):
-    from pisasr.image_io import from_pil
+    from pisasr.io.images import from_pil
 
     values = np.array([[0, 1000], [40000, 65535]], np.uint16)
     img = from_pil(

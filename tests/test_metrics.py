@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from skimage import data
 
 from pisasr.errors import ConfigError
-from pisasr.metrics import evaluate, match_pairs
+from pisasr.evaluation.metrics import evaluate, match_pairs
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_psnr_and_ssim_match_basicsr_on_the_y_channel(photo_pairs):
 
 
 def test_unavailable_metric_is_reported_and_the_rest_computed(photo_pairs, tmp_path, monkeypatch, capsys):
-    import pisasr.metrics as metrics
+    import pisasr.evaluation.metrics as metrics
     from pisasr.cli import run_cli
     from pisasr.cli.evaluate import main
 

@@ -179,9 +179,9 @@ def test_record_keeps_older_and_unreadable_records(tiny_base, lr_dir, tmp_path):
 
 
 def test_interrupted_run_is_recorded(tiny_base, lr_dir, tmp_path, monkeypatch):
-    import pisasr.batch
+    import pisasr.inference.batch
 
-    real = pisasr.batch.write_output
+    real = pisasr.inference.batch.write_output
     calls = []
 
     def write_then_interrupt(*args, **kwargs):
@@ -190,7 +190,7 @@ def test_interrupted_run_is_recorded(tiny_base, lr_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pisasr.batch, "write_output", write_then_interrupt)
+    monkeypatch.setattr(pisasr.inference.batch, "write_output", write_then_interrupt)
     out = tmp_path / "out"
     assert infer("-i", lr_dir, "--io_workers", "0", *common(tiny_base, out)) == 130
     run = _runs(out)[-1]

@@ -11,7 +11,7 @@ from conftest import image_file
 
 from pisasr.config import load_config
 from pisasr.data.degradation import load_degradation
-from pisasr.paths import RESOURCES, shipped, user_cache_dir
+from pisasr.io.paths import RESOURCES, shipped, user_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

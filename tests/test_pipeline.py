@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pisasr.color import apply_color_fix
-from pisasr.image_io import LoadedImage
+from pisasr.inference.color import apply_color_fix
+from pisasr.inference.pipeline import Pipeline, plan_geometry
+from pisasr.inference.resize import resize_image
+from pisasr.io.images import LoadedImage
 from pisasr.model import load_base
 from pisasr.model.base import encode_prompts
 from pisasr.model.checkpoint import load_checkpoint
 from pisasr.model.dual_lora import combine_eps
-from pisasr.pipeline import Pipeline, plan_geometry
-from pisasr.resize import resize_image
 
 
 def _image(h=32, w=40, seed=0):

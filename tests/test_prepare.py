@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import plan_geometry
+from pisasr.inference.pipeline import plan_geometry
+from pisasr.io.images import LoadedImage
 
 
 @pytest.mark.parametrize(

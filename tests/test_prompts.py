@@ -3,7 +3,7 @@ import json
 from conftest import image_file
 
 from pisasr.cli.preprocess import extract_prompts_main
-from pisasr.testing.tiny_base import make_tiny_clip
+from pisasr.model.tiny_base import make_tiny_clip
 
 
 def test_tags_are_written_and_the_run_resumes(tmp_path):
@@ -67,11 +67,11 @@ def test_an_unreachable_hub_loads_offline_at_once(tmp_path, monkeypatch, capsys)
     import transformers
     from huggingface_hub import constants
 
-    import pisasr.hub
+    import pisasr.io.hub
     from pisasr.cli import run_cli
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(pisasr.hub, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pisasr.io.hub, "hub_reachable", lambda timeout=3.0: False)
     offline_during_load = []
 
     def not_cached(*args, **kwargs):

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from pisasr.errors import ConfigError, ImageError
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Pipeline
-from pisasr.regions import LambdaMap, LatentGrid, RegionMap, area_average, feather, latent_pair
+from pisasr.inference.pipeline import Pipeline
+from pisasr.io.images import LoadedImage
+from pisasr.regions.maps import LambdaMap, LatentGrid, RegionMap, area_average, feather, latent_pair
 
 INSIDE, OUTSIDE = (1.0, 0.3), (0.6, 1.4)
 
@@ -205,7 +205,7 @@ def test_bad_maps_are_one_line_errors(small_pipe):
 
 
 def test_integer_masks_scale_by_their_type():
-    from pisasr.regions import to_plane
+    from pisasr.regions.maps import to_plane
 
     assert float(to_plane(np.full((2, 2), 255, np.uint8), "m").max()) == 1.0
     assert (

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from pisasr.image_io import read_image, to_pil
-from pisasr.regions import LatentGrid, RegionMap, latent_pair
+from pisasr.io.images import read_image, to_pil
+from pisasr.regions.maps import LatentGrid, RegionMap, latent_pair
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INSIDE, OUTSIDE, FEATHER = (1.0, 0.2), (1.0, 1.6), 16

@@ -9,7 +9,7 @@ from pisasr.cli import run_cli
 from pisasr.cli.preprocess import make_test_pairs_main
 from pisasr.cli.reproduce import main
 from pisasr.errors import ConfigError
-from pisasr.reproduce import PUBLISHED, comparison_rows, load_published
+from pisasr.evaluation.reproduce import PUBLISHED, comparison_rows, load_published
 
 
 def test_reproduce_runs_offline_with_unavailable_learned_metrics(
@@ -173,7 +173,7 @@ def test_metric_typos_stop_reproduce_before_inference(tmp_path, capsys):
 
 
 def test_tradeoff_plot_writes_nothing_without_drawable_points(tmp_path):
-    from pisasr.reproduce import tradeoff_plot
+    from pisasr.evaluation.reproduce import tradeoff_plot
 
     points = {(1.0, 0.0): {"psnr": 25.0, "lpips": None}, (1.0, 1.0): {"psnr": 24.0, "lpips": None}}
     assert tradeoff_plot(points, "psnr", "lpips", tmp_path / "t.png", "t") is None
@@ -182,7 +182,7 @@ def test_tradeoff_plot_writes_nothing_without_drawable_points(tmp_path):
 
 @pytest.mark.parametrize("lr, hr", [("LR", "HR"), ("test_LR", "test_HR"), ("lq", "gt")])
 def test_test_set_folder_names(tmp_path, lr, hr):
-    from pisasr.reproduce import locate_set
+    from pisasr.evaluation.reproduce import locate_set
 
     (tmp_path / "RealSR" / lr).mkdir(parents=True)
     (tmp_path / "RealSR" / hr).mkdir()

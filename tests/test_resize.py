@@ -2,7 +2,7 @@
 
 import torch
 
-from pisasr.resize import resize_image
+from pisasr.inference.resize import resize_image
 
 
 def test_sixteen_bit_resizing_keeps_sixteen_bit_precision():

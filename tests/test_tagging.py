@@ -12,7 +12,7 @@ from pisasr.config import NEGATIVE_PROMPT, load_config
 from pisasr.data.prompts import extract_prompts
 from pisasr.data.tagging import CropTagger, read_vocabulary
 from pisasr.errors import ConfigError, ModelLoadError
-from pisasr.testing.tiny_base import make_tiny_clip
+from pisasr.model.tiny_base import make_tiny_clip
 
 VOCABULARY = ["dog", "cat", "sky", "tree", "car", "water", "brick wall", "grass"]
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pisasr.image_io import LoadedImage
-from pisasr.pipeline import Pipeline
-from pisasr.tiling import tile_starts, tiled_apply
+from pisasr.inference.pipeline import Pipeline
+from pisasr.inference.tiling import tile_starts, tiled_apply
+from pisasr.io.images import LoadedImage
 
 
 def test_tile_starts_cover_with_overlap():
@@ -90,3 +90,49 @@ def test_pipeline_tiles_unet_and_vae(tiny_base, trained_checkpoint, untiled):
     for key in expected:
         assert got[key].shape == expected[key].shape and torch.isfinite(got[key]).all()
         assert not torch.equal(got[key], expected[key])
+
+
+def _vae_activity(pipe, height, width):
+    """Encode and decode an image of that size through the pipeline; per VAE half: how many times it ran, the
+    largest input side it saw, and the largest activation (elements) any of its layers produced: the memory a
+    VAE pass needs grows with that peak."""
+    seen = {"encoder": [], "decoder": []}
+    peaks = {"encoder": 0, "decoder": 0}
+    handles = []
+    for half in seen:
+        module = getattr(pipe.vae, half)
+        handles.append(
+            module.register_forward_pre_hook(lambda m, a, half=half: seen[half].append(a[0].shape))
+        )
+        for layer in module.modules():
+
+            def record(m, a, out, half=half):
+                if isinstance(out, torch.Tensor):
+                    peaks[half] = max(peaks[half], out.numel())
+
+            handles.append(layer.register_forward_hook(record))
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    try:
+        pipe.decode(pipe.encode(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {half: (len(seen[half]), max(max(s[-2:]) for s in seen[half]), peaks[half]) for half in seen}
+
+
+def test_vae_tiling_switches_on_above_vae_tile(tiny_base):
+    """--vae_tile 64: a 64x64 image is one VAE pass each way; a 72x128 one (over the tile) is tiled: several
+    passes, none wider than the tile (8 latent pixels for the decoder), with a peak activation at most half the
+    untiled one's (memory bounded by the tile, not the image)."""
+    pipe = Pipeline.from_pretrained(tiny_base, device="cpu", vae_tile=64)
+    scale = pipe.vae_scale
+    at_tile = _vae_activity(pipe, 64, 64)
+    assert at_tile["encoder"][:2] == (1, 64) and at_tile["decoder"][:2] == (1, 64 // scale)
+    tiled = _vae_activity(pipe, 72, 128)
+    assert tiled["encoder"][0] > 1 and tiled["encoder"][1] <= 64
+    assert tiled["decoder"][0] > 1 and tiled["decoder"][1] <= 64 // scale
+    pipe.set_vae_tile(1024)
+    whole = _vae_activity(pipe, 72, 128)
+    assert whole["encoder"][:2] == (1, 128) and whole["decoder"][:2] == (1, 128 // scale)
+    for half in ("encoder", "decoder"):
+        assert tiled[half][2] <= 0.5 * whole[half][2], (half, tiled[half][2], whole[half][2])

@@ -1,6 +1,6 @@
 """``python scripts/demo.py [--config ...] [--base ...] [--weights ...] [--host 127.0.0.1 --port 7860]``.
 
-Serves the Gradio demo (``pisasr/demo.py``) over one ``Pipeline`` built from the same configuration as the CLI
+Serves the Gradio demo (``pisasr/demo/engine.py``) over one ``Pipeline`` built from the same configuration as the CLI
 (tiling, device, dtype); trailing ``key=value`` pairs override the config. Binds to loopback unless told
 otherwise; everything it writes goes to one temporary folder, removed on exit, including on SIGTERM (what
 docker and systemd send), SIGINT and SIGHUP.
@@ -66,17 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     apply_flags(cfg, args, FLAGS)
-    from pisasr.demo import EXAMPLES, UNTRAINED_NOTE, DemoEngine, DemoLimits, demo_workdir
+    from pisasr.demo.engine import EXAMPLES, UNTRAINED_NOTE, DemoEngine, DemoLimits, demo_workdir
 
     limits = DemoLimits(args.max_upload_mb, args.max_pixels, args.max_sessions)
     stop_on_signals()
     workdir = demo_workdir()
     try:
         os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own cache stays in our folder too
-        from pisasr.demo_app import build_app  # imports gradio, which reads GRADIO_TEMP_DIR once
+        from pisasr.demo.app import build_app  # imports gradio, which reads GRADIO_TEMP_DIR once
 
         quiet_libraries()
-        from pisasr.pipeline import Pipeline
+        from pisasr.inference.pipeline import Pipeline
 
         pipe = Pipeline.from_config(cfg)
         if not cfg.model.weights:

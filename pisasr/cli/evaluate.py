@@ -11,7 +11,7 @@ from pisasr.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pisasr.metrics import NO_REFERENCE, PAPER_METRICS
+    from pisasr.evaluation.metrics import NO_REFERENCE, PAPER_METRICS
 
     p = argparse.ArgumentParser(description="Score SR images with pyiqa metrics (paper protocol).")
     p.add_argument("--sr", required=True, help="folder of SR images")
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=8)
     args = p.parse_args(argv)
     from pisasr.devices import resolve_device
-    from pisasr.metrics import default_out, evaluate, markdown_table, write_reports
+    from pisasr.evaluation.metrics import default_out, evaluate, markdown_table, write_reports
 
     result = evaluate(args.sr, args.gt, args.metrics, resolve_device(args.device), args.batch_size)
     metrics = list(result.means) + list(result.unavailable)

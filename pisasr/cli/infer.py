@@ -128,20 +128,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import PartialState
 
-    from pisasr.batch import BatchSummary, check_writable, package_versions, run_batch
     from pisasr.devices import resolve_device
-    from pisasr.image_io import list_inputs
-    from pisasr.model.checkpoint import file_sha256, resolve_weights_file
-    from pisasr.outputs import (
+    from pisasr.inference.batch import BatchSummary, package_versions, run_batch
+    from pisasr.inference.outputs import (
         OutputNaming,
         RunRecord,
         refuse_overwriting_inputs,
         unique_inputs,
         without_earlier_outputs,
     )
-    from pisasr.pipeline import UNTRAINED_NOTE, Pipeline
-    from pisasr.region_files import RegionPlan
-    from pisasr.sweep import parse_sweep
+    from pisasr.inference.pipeline import UNTRAINED_NOTE, Pipeline
+    from pisasr.inference.sweep import parse_sweep
+    from pisasr.io.files import check_writable
+    from pisasr.io.images import list_inputs
+    from pisasr.model.checkpoint import file_sha256, resolve_weights_file
+    from pisasr.regions.files import RegionPlan
 
     out_dir = Path(o.output_dir)
     naming = OutputNaming(o.suffix, o.ext)

@@ -11,12 +11,12 @@ from omegaconf import OmegaConf
 
 from pisasr.cli import run_cli
 from pisasr.errors import ConfigError
-from pisasr.fileio import atomic_write_text
+from pisasr.io.files import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pisasr.metrics import PAPER_METRICS
-    from pisasr.reproduce import DEFAULT_SETS, PUBLISHED
+    from pisasr.evaluation.metrics import PAPER_METRICS
+    from pisasr.evaluation.reproduce import DEFAULT_SETS, PUBLISHED
 
     p = argparse.ArgumentParser(
         description="Run PiSA-SR on the paper's test sets and compare with published numbers."
@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pisasr.config import load_config
     from pisasr.devices import resolve_device
-    from pisasr.metrics import check_metric_names, evaluate, markdown_table
-    from pisasr.pipeline import Pipeline
-    from pisasr.reproduce import (
+    from pisasr.evaluation.metrics import check_metric_names, evaluate, markdown_table
+    from pisasr.evaluation.reproduce import (
         comparison_rows,
         evaluate_grid,
         grid_report,
@@ -60,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         run_set,
         score_extras,
     )
-    from pisasr.sweep import parse_sweep
+    from pisasr.inference.pipeline import Pipeline
+    from pisasr.inference.sweep import parse_sweep
 
     overrides = [f"inference.device={args.device}", f"inference.dtype={args.dtype}"]
     cfg = load_config(args.config, overrides)

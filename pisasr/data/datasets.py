@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from pisasr.data.degradation import DegradationParams, check_gt_size, sample_kernels
 from pisasr.errors import ConfigError, PiSAError
-from pisasr.image_io import IMAGE_SUFFIXES, list_inputs, read_image
+from pisasr.io.images import IMAGE_SUFFIXES, list_inputs, read_image
 
 
 def read_file_list(path: str | Path) -> list[Path]:

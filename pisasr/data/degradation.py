@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pisasr.data.rng import numpy_seeded, torch_seeded
 from pisasr.errors import ConfigError
-from pisasr.paths import shipped
+from pisasr.io.paths import shipped
 
 KERNELS = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 KERNEL_PROB = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from pisasr.data.datasets import scan_folder
 from pisasr.data.degradation import DegradationParams, Degrader, check_gt_size, sample_kernels
 from pisasr.errors import PiSAError
-from pisasr.image_io import read_image, save_image
+from pisasr.io.images import read_image, save_image
 
 
 def make_file_list(

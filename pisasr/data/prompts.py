@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pisasr.data.tagging import DEFAULT_TAGGER, DEFAULT_TEMPLATE
 from pisasr.errors import ModelLoadError
-from pisasr.hub import offline_if_unreachable
+from pisasr.io.hub import offline_if_unreachable
 
 DEFAULT_MODELS = {"caption": "Salesforce/blip-image-captioning-large", "tags": DEFAULT_TAGGER}
 

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 from pisasr.config import TaggerConfig
 from pisasr.errors import ConfigError, ModelLoadError
+from pisasr.io.paths import RESOURCES
 
 DEFAULT_TAGGER = TaggerConfig.model
-DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "resources" / "tags_common.txt"
+DEFAULT_VOCABULARY = RESOURCES / "tags_common.txt"
 # transformers' zero-shot-image-classification default, so both routes give the same tags.
 DEFAULT_TEMPLATE = TaggerConfig.template
 

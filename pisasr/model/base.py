@@ -72,7 +72,7 @@ def unet_fingerprint(unet: UNet2DConditionModel) -> str:
 def ensure_tiny_base(path: str) -> None:
     """Write the tiny offline base to ``path`` if it is not there yet (smoke configs only)."""
     if not (Path(path) / "unet" / "config.json").is_file():
-        from pisasr.testing.tiny_base import make_tiny_base
+        from pisasr.model.tiny_base import make_tiny_base
 
         make_tiny_base(path)
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from pisasr.config import SD21_BASE
 from pisasr.errors import ModelLoadError
-from pisasr.fileio import atomic_write
+from pisasr.io.files import atomic_write
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 
 FORMAT_VERSION = 1

@@ -27,8 +27,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from pisasr.batch import check_writable
 from pisasr.errors import ConfigError
+from pisasr.io.files import check_writable
 from pisasr.model.checkpoint import AdapterCheckpoint, load_checkpoint, save_checkpoint
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 from pisasr.training import checkpoints as ckpts

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pisasr.errors import PiSAError
+
 
 def _umask_by_setting_it() -> int:
     mask = os.umask(0o022)
@@ -58,3 +60,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise PiSAError(
+            f"output folder {folder} is not writable ({exc.strerror or exc}); choose another with -o"
+        ) from None

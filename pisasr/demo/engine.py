@@ -6,7 +6,7 @@
 (``DemoLimits.max_sessions`` entries; a browser session holds only its key). Moving a lambda slider only
 recombines the cached latents and decodes (``Pipeline.render``), the same code the CLI runs, so a slider position
 gives the image ``Pipeline.restore`` gives for that pair; the preview stays in memory and the full-resolution
-PNG is written only when downloaded. ``pisasr/demo_app.py`` wraps the engine in a Gradio Blocks app;
+PNG is written only when downloaded. ``pisasr/demo/app.py`` wraps the engine in a Gradio Blocks app;
 ``scripts/demo.py`` serves it.
 """
 
@@ -29,17 +29,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pisasr.errors import ConfigError, ImageError, PiSAError
-from pisasr.image_io import assemble, read_image, save_image, to_pil
-from pisasr.pipeline import UNTRAINED_NOTE, Latents, Pipeline, Prepared, plan_geometry  # noqa: F401 (re-exported)
-from pisasr.resize import resize_image
-from pisasr.sweep import contact_sheet, parse_sweep, sweep_name
+from pisasr.inference.pipeline import UNTRAINED_NOTE, Latents, Pipeline, Prepared, plan_geometry  # noqa: F401 (re-exported)
+from pisasr.inference.resize import resize_image
+from pisasr.inference.sweep import contact_sheet, parse_sweep, sweep_name
+from pisasr.io.images import assemble, read_image, save_image, to_pil
 
 PRESETS = {"default (1, 1)": (1.0, 1.0), "more fidelity": (1.0, 0.5), "more detail": (1.0, 1.5)}
 BOTH_PASSES = [(1.0, 1.0), (0.0, 1.0)]  # a pair needing eps_full and one needing eps_pix
 PREVIEW_SIDE = 2048  # the before/after previews are at most this long (the download is always full size)
 THUMBNAIL_SIDE = 512  # the preview of the upload
 MAX_SWEEP_CELLS = 25  # one decode each, while the one-request queue waits
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # the bundled photos (in a source checkout)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"  # the bundled photos (in a source checkout)
 
 
 @dataclass

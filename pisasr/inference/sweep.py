@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from pisasr.config import check_lambda
 from pisasr.errors import ConfigError
-from pisasr.image_io import to_pil
+from pisasr.io.images import to_pil
 
 
 def parse_sweep(spec: str) -> tuple[list[float], list[float]]:
@@ -28,13 +27,6 @@ def parse_sweep(spec: str) -> tuple[list[float], list[float]]:
     for value in values[0] + values[1]:
         check_lambda(value, f"--sweep {spec!r}")
     return values
-
-
-def check_lambda(value: float, name: str) -> float:
-    """A lambda must be a finite number: nan or inf would write black images that count as restored."""
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}: {value} is not a finite number (lambdas are finite, e.g. 0.5 or 1.5)")
-    return value
 
 
 def format_lambda(value: float) -> str:

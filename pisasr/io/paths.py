@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # pisasr/
 RESOURCES = PACKAGE_ROOT / "resources"
 SOURCE_ROOT = PACKAGE_ROOT.parent  # the checkout of an editable install (holds configs/)
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import yaml
 
-from pisasr.batch import run_batch
 from pisasr.errors import ConfigError, PiSAError
-from pisasr.image_io import IMAGE_SUFFIXES, list_inputs, read_image, save_image
-from pisasr.metrics import PAPER_METRICS, evaluate
+from pisasr.evaluation.metrics import PAPER_METRICS, evaluate
+from pisasr.inference.batch import run_batch
+from pisasr.io.images import IMAGE_SUFFIXES, list_inputs, read_image, save_image
+from pisasr.io.paths import RESOURCES
 
 DEFAULT_SETS = ("RealSR", "DRealSR", "DIV2K-Val")
 LR_NAMES, HR_NAMES = ("LR", "test_LR", "lq"), ("HR", "test_HR", "gt")
-PUBLISHED = Path(__file__).parent / "resources" / "published_results.yaml"
+PUBLISHED = RESOURCES / "published_results.yaml"
 
 
 def locate_set(data_root: str | Path, name: str) -> tuple[Path, Path]:

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pisasr.config import check_lambda
 from pisasr.errors import ConfigError, ImageError
-from pisasr.sweep import check_lambda
 
 Plane = torch.Tensor  # [H, W] float64
 Value = float | torch.Tensor  # a lambda on the latent grid: a number, or [B, 1, h, w] float64
@@ -358,11 +358,11 @@ def spec_passes(spec) -> tuple[bool, bool]:
 
 # -- automatic regions -------------------------------------------------------------------------------------------
 def detector(what) -> object:
-    """``"faces"`` -> ``pisasr.faces.face_mask``; a callable (image -> mask) is used as it is."""
+    """``"faces"`` -> ``pisasr.regions.faces.face_mask``; a callable (image -> mask) is used as it is."""
     if callable(what):
         return what
     if what == "faces":
-        from pisasr.faces import face_mask
+        from pisasr.regions.faces import face_mask
 
         return face_mask
     raise ConfigError(f"protect={what!r}: use 'faces' or a callable returning a mask")

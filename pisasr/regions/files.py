@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from pisasr.errors import ImageError
-from pisasr.fileio import atomic_write
-from pisasr.image_io import IMAGE_SUFFIXES
-from pisasr.regions import LatentGrid, RegionMap, check_aspect, latent_pair, protect, read_mask
+from pisasr.io.files import atomic_write
+from pisasr.io.images import IMAGE_SUFFIXES
+from pisasr.regions.maps import LatentGrid, RegionMap, check_aspect, latent_pair, protect, read_mask
 
 
 def _mask_files(mask: Path) -> dict[str, Path]:

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from pisasr.errors import PiSAError
-from pisasr.fileio import atomic_write, atomic_write_text
-from pisasr.image_io import save_image, to_pil
-from pisasr.sweep import sweep_name
+from pisasr.inference.sweep import sweep_name
+from pisasr.io.files import atomic_write, atomic_write_text
+from pisasr.io.images import save_image, to_pil
 
 EXTENSIONS = ("png", "jpg", "webp")
 _PIL_FORMATS = {"jpg": "JPEG", "webp": "WEBP"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,10 +14,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pisasr.errors import PiSAError
-from pisasr.image_io import read_image
-from pisasr.outputs import OutputNaming, already_written, save_sheet, write_output
-from pisasr.pipeline import Pipeline, Prepared
-from pisasr.sweep import contact_sheet
+from pisasr.inference.outputs import OutputNaming, already_written, save_sheet, write_output
+from pisasr.inference.pipeline import Pipeline, Prepared
+from pisasr.inference.sweep import contact_sheet
+from pisasr.io.images import read_image
 
 
 @dataclass
@@ -55,17 +54,6 @@ class BatchSummary:
         return "\n".join(lines)
 
 
-def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise PiSAError(
-            f"output folder {folder} is not writable ({exc.strerror or exc}); choose another with -o"
-        ) from None
-
-
 class _Inline:
     """An executor that runs each job at once in the caller's thread (``io_workers=0``)."""
 
@@ -92,7 +80,7 @@ class _Job:
     path: Path
     targets: list[Path]
     prepared: Prepared | None = None
-    spec: object = None  # this image's lambda map (pisasr.regions), if any
+    spec: object = None  # this image's lambda map (pisasr.regions.maps), if any
 
 
 def run_batch(
@@ -118,7 +106,7 @@ def run_batch(
     model works. A batch that fails is retried image by image, so a bad file only fails itself. An output that
     cannot be written fails its image (reported, counted in ``failures``); ``skip_existing`` skips an input only
     when all its outputs are complete images (an empty or cut file is redone). ``regions`` gives each prepared
-    image its lambda map (``pisasr.region_files``), in place of ``pairs[0]``; ``side_files(stem)`` names the other
+    image its lambda map (``pisasr.regions.files``), in place of ``pairs[0]``; ``side_files(stem)`` names the other
     files an input must have for ``skip_existing`` to skip it.
     """
     naming = naming or OutputNaming()

@@ -22,8 +22,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from pisasr.errors import ConfigError
-from pisasr.fileio import atomic_write_text
-from pisasr.image_io import list_inputs, read_image
+from pisasr.io.files import atomic_write_text
+from pisasr.io.images import list_inputs, read_image
 
 PAPER_METRICS = ("psnr", "ssim", "lpips", "dists", "fid", "niqe", "musiq", "maniqa-pipal", "clipiqa")
 NO_REFERENCE = ("niqe", "musiq", "maniqa-pipal", "clipiqa")
@@ -88,7 +88,7 @@ def sr_images(sr_dir: str | Path) -> dict[str, Path]:
     runs wrote, without the contact sheets and ``--save_masks`` maps beside them, and with each run's ``--suffix``
     taken off the name (``a_x4.png`` is the result for ``a``). Any other folder: every image, by stem.
     """
-    from pisasr.outputs import RECORD_NAME
+    from pisasr.inference.outputs import RECORD_NAME
 
     folder = Path(sr_dir)
     try:

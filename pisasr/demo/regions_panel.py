@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pisasr.demo import Cached, DemoEngine, check_lambdas
+from pisasr.demo.engine import Cached, DemoEngine, check_lambdas
 from pisasr.errors import ConfigError, ImageError, PiSAError
-from pisasr.fileio import atomic_write, atomic_write_text
-from pisasr.image_io import save_image
-from pisasr.regions import RegionMap, Spec
-from pisasr.sweep import format_lambda
+from pisasr.inference.sweep import format_lambda
+from pisasr.io.files import atomic_write, atomic_write_text
+from pisasr.io.images import save_image
+from pisasr.regions.maps import RegionMap, Spec
 
 Pair = tuple[float, float]
 DEFAULT_INSIDE, DEFAULT_OUTSIDE, DEFAULT_FEATHER = (1.0, 0.5), (1.0, 1.0), 16.0
@@ -75,8 +75,8 @@ def render_regions(
 
 
 def faces_mask(cached: Cached) -> np.ndarray:
-    """Detected faces on the preview (pisasr.faces), as a mask of the preview's size."""
-    from pisasr.faces import face_mask
+    """Detected faces on the preview (pisasr.regions.faces), as a mask of the preview's size."""
+    from pisasr.regions.faces import face_mask
 
     return face_mask(cached.before)
 

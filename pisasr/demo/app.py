@@ -1,4 +1,4 @@
-"""The demo's Gradio app over a ``DemoEngine`` (``pisasr/demo.py``): upload (with a preview, or an example
+"""The demo's Gradio app over a ``DemoEngine`` (``pisasr/demo/engine.py``): upload (with a preview, or an example
 photo), sliders and presets, the before/after comparison, download on demand, and the sweep panel.
 
 A browser session holds only the key of its cached entry (``gr.State``); the entry itself lives in the engine's
@@ -12,8 +12,8 @@ import functools
 
 import gradio as gr
 
-from pisasr.demo import PRESETS, UNTRAINED_NOTE, DemoEngine, example_photos
-from pisasr.demo_regions import regions_panel
+from pisasr.demo.engine import PRESETS, UNTRAINED_NOTE, DemoEngine, example_photos
+from pisasr.demo.regions_panel import regions_panel
 from pisasr.errors import ImageError, PiSAError
 
 BEFORE_AFTER = "◀ before: the upload, bicubic-upsampled  |  after: PiSA-SR ▶"

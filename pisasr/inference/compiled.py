@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from pisasr.errors import ConfigError
-from pisasr.paths import user_cache_dir
+from pisasr.io.paths import user_cache_dir
 
 DYNAMIC = {"auto": None, "true": True, "false": False}
 

@@ -1,0 +1,6 @@
+"""Regions with their own lambda pair: maps on the latent grid (``maps``: ``LambdaMap``, ``RegionMap``,
+``protect``), mask files and saved maps for the command line (``files``), and the face detector (``faces``)."""
+
+from pisasr.regions.maps import LambdaMap, RegionMap, protect
+
+__all__ = ["LambdaMap", "RegionMap", "protect"]
