@@ -50,7 +50,10 @@ def stop_on_signals(names: tuple[str, ...] = STOP_SIGNALS, restore: bool = True)
             stopping.append(signum)
             raise Stopped(signum)
         note = f"received {signal.Signals(signum).name}: already stopping, ignored\n"
-        os.write(2, note.encode())  # not print(): the handler may interrupt a write to the same stream
+        try:
+            os.write(2, note.encode())  # not print(): the handler may interrupt a write to the same stream
+        except OSError:  # stderr closed: the note is not worth a crash
+            pass
 
     previous = {}
     for name in names:
