@@ -99,3 +99,14 @@ def test_a_signal_after_the_last_step_lets_final_be_written_and_exits_0(tiny_bas
     assert code == 0, err[-3000:]
     assert f"received {sig.name} after the last step: finishing final/, then exit 0" in err, err[-3000:]
     assert load_checkpoint(out / "final").states["pix"]  # complete and loadable
+
+
+def test_launch_help_lists_the_wrapper_options_then_accelerates():
+    done = subprocess.run(
+        [sys.executable, "-m", "pisasr.training.launch", "--help"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours, _, theirs = done.stdout.partition("accelerate launch's options follow.")
+    assert "--slurm" in ours and "--dry_run" in ours and f"exit code {PREEMPTED_EXIT_CODE}" in ours
+    assert "--num_processes" in theirs and "--multi_gpu" in theirs
