@@ -137,7 +137,10 @@ def test_bad_masks_fail_their_image_and_the_batch_goes_on(
     )
     err = capsys.readouterr().err
     assert code == 1 and sorted(p.name for p in out.glob("*.png")) == ["a.png"]
-    assert f"error: {masks / 'b.png'}: a 50x80 mask does not have the aspect ratio of the 96x80 output" in err
+    assert (
+        f"error: {masks / 'b.png'} (the mask of {inputs / 'b.png'}): a 50x80 mask does not have the aspect "
+        "ratio of the 96x80 output" in err
+    )
     assert f"error: {masks / 'c.png'}: cannot read mask" in err
     assert f"error: {inputs / 'd.png'}: no mask for it in {masks}" in err
     assert "1 restored, 0 skipped (existing), 3 failed" in err and "Traceback" not in err

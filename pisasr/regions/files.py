@@ -74,7 +74,7 @@ class RegionPlan:
                     f"{path}: no mask for it in {self.mask} (expected {path.stem} with an image suffix)"
                 )
             plane = read_mask(mask_path)
-            check_aspect(plane, prepared.geometry.out_size, str(mask_path))
+            check_aspect(plane, prepared.geometry.out_size, f"{mask_path} (the mask of {path})")
             spec = RegionMap(plane, self.inside, spec, self.feather, name=str(mask_path))
         if self.protect:
             spec = protect(spec, prepared.reference, self.protect, self.protect_pair, self.feather)
