@@ -110,3 +110,19 @@ def test_launch_help_lists_the_wrapper_options_then_accelerates():
     ours, _, theirs = done.stdout.partition("accelerate launch's options follow.")
     assert "--slurm" in ours and "--dry_run" in ours and f"exit code {PREEMPTED_EXIT_CODE}" in ours
     assert "--num_processes" in theirs and "--multi_gpu" in theirs
+
+
+@pytest.mark.slow
+def test_two_processes_print_the_adapters_folder_once(tiny_base, tmp_path):
+    import socket
+
+    from conftest import accelerate_launch
+    from test_training import run_train
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = train_args(tiny_base, tmp_path / "run", "train.stage=pix", "train.pix_steps=1")
+    done = run_train(args, launcher=accelerate_launch(2, port))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("adapters: ") == 1, done.stderr[-3000:]  # rank 0's line only
