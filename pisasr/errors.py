@@ -20,3 +20,8 @@ class ModelLoadError(PiSAError):
 
 class ImageError(PiSAError):
     """An input image that cannot be read or processed."""
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"`` (``nouns`` where adding an s is wrong)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"

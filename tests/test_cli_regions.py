@@ -137,7 +137,10 @@ def test_bad_masks_fail_their_image_and_the_batch_goes_on(
     )
     err = capsys.readouterr().err
     assert code == 1 and sorted(p.name for p in out.glob("*.png")) == ["a.png"]
-    assert f"error: {masks / 'b.png'}: a 50x80 mask does not have the aspect ratio of the 96x80 output" in err
+    assert (
+        f"error: {masks / 'b.png'} (the mask of {inputs / 'b.png'}): a 50x80 mask does not have the aspect "
+        "ratio of the 96x80 output" in err
+    )
     assert f"error: {masks / 'c.png'}: cannot read mask" in err
     assert f"error: {inputs / 'd.png'}: no mask for it in {masks}" in err
     assert "1 restored, 0 skipped (existing), 3 failed" in err and "Traceback" not in err
@@ -193,7 +196,7 @@ def test_protect_pair_is_configurable(tiny_base, trained_checkpoint, inputs, tmp
     import pisasr.regions.faces
 
     monkeypatch.setattr(
-        pisasr.regions.faces, "face_mask", lambda image: np.pad(np.ones((80, 40)), ((0, 0), (0, 56)))
+        pisasr.regions.faces, "face_mask", lambda image, **_: np.pad(np.ones((80, 40)), ((0, 0), (0, 56)))
     )
     out = tmp_path / "out"
     assert (
@@ -267,3 +270,39 @@ def test_skip_existing_redoes_an_image_whose_saved_maps_are_missing(
     assert (out / "a_lambda_pix.tiff").is_file() and (out / "a_lambda_sem.tiff").is_file()
     assert infer(*flags, "--save_masks", "--skip_existing", *common(tiny_base, trained_checkpoint, out)) == 0
     assert "0 restored, 1 skipped" in capsys.readouterr().err
+
+
+def test_protect_faces_says_how_many_faces_each_image_has(tiny_base, trained_checkpoint, tmp_path, capsys):
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("astronaut.png", "coffee.png"):  # a portrait, and a cup
+        (src / name).write_bytes((examples / name).read_bytes())
+    assert (
+        infer("-i", src, "--protect", "faces", *common(tiny_base, trained_checkpoint, tmp_path / "out")) == 0
+    )
+    err = capsys.readouterr().err
+    import re
+
+    assert re.search(
+        rf"{re.escape(str(src / 'astronaut.png'))}: [1-9][0-9]* faces? found \(--protect faces\)", err
+    )
+    assert f"{src / 'coffee.png'}: no face found (--protect faces)" in err
+
+
+def test_feather_wider_than_the_image_is_capped_with_one_note(
+    tiny_base, trained_checkpoint, inputs, tmp_path, capsys
+):
+    mask = tmp_path / "mask.png"
+    _mask(mask, (96, 80), 40)
+    wide, capped = tmp_path / "wide", tmp_path / "capped"
+    args = ["-i", inputs, "--mask", mask, "--lambda_inside", "1,0.3", "--save_masks"]
+    assert infer(*args, "--feather", "1000", *common(tiny_base, trained_checkpoint, wide)) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: --feather 1000 is wider than an output can hold: capped") == 1  # once per run
+    assert infer(*args, "--feather", "40", *common(tiny_base, trained_checkpoint, capped)) == 0  # 80 / 2
+    sem = np.asarray(Image.open(wide / "a_lambda_sem.tiff"))
+    assert np.array_equal(sem, np.asarray(Image.open(capped / "a_lambda_sem.tiff")))
+    assert sem.max() - sem.min() > 0.3  # the region is still there

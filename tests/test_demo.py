@@ -279,7 +279,9 @@ def test_sigterm_removes_the_temporary_folder(tiny_base, tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert list(tmp_path.iterdir()) == []
-    assert UNTRAINED_NOTE in proc.stdout.read()  # said on the console as well as on the page
+    console = proc.stdout.read()
+    assert UNTRAINED_NOTE in console  # said on the console as well as on the page
+    assert "interrupted (SIGTERM, exit code 143)" in console and "Keyboard interruption" not in console
 
 
 def _browser():

@@ -85,7 +85,7 @@ def test_pairing_errors_list_the_names(photo_pairs, tmp_path):
     sr.mkdir(), gt.mkdir()
     Image.new("RGB", (8, 8)).save(sr / "a.png")
     Image.new("RGB", (8, 8)).save(gt / "b.png")
-    with pytest.raises(ConfigError, match="no GT for a; no SR for b"):
+    with pytest.raises(ConfigError, match="no GT for a.png; no SR for b.png"):
         match_pairs(sr, gt)
     Image.new("RGB", (8, 8)).save(gt / "a.png")
     Image.new("RGB", (4, 8)).save(sr / "b.png")

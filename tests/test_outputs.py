@@ -222,3 +222,41 @@ def test_earlier_outputs_stay_out_when_writing_elsewhere(tiny_base, lr_dir, tmp_
     assert infer("-i", lr_dir, *common(tiny_base, out)) == 0  # the input folder's run.json names a_x4, b_x4
     assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png"]
     assert "2 files in the input folder are earlier outputs" in capsys.readouterr().err
+
+
+def test_time_per_image_is_the_time_spent_restoring(tiny_base, lr_dir, tmp_path, monkeypatch, capsys):
+    """A slow failing write (a full disk) is not restoring time: the summary's "s per image" leaves it out."""
+    import re
+    import time
+
+    import pisasr.inference.batch
+
+    real = pisasr.inference.batch.write_output
+
+    def slow_full_disk(image, target, *args, **kwargs):
+        if target.stem == "b":
+            time.sleep(4)
+            raise OSError(28, "No space left on device")
+        return real(image, target, *args, **kwargs)
+
+    monkeypatch.setattr(pisasr.inference.batch, "write_output", slow_full_disk)
+    assert infer("-i", lr_dir, *common(tiny_base, tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    seconds = float(re.search(r"1 restored, 0 skipped \(existing\), 1 failed, ([0-9.]+) s per image", err)[1])
+    assert seconds < 2, err  # the whole run's time per image restored would be over 4 s
+
+
+def test_counts_of_one_are_singular(tiny_base, tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    image_file(
+        tmp_path / "x.png", (24, 20), mode="RGBA"
+    )  # alpha: written as PNG instead of the JPEG asked for
+    image_file(src / "c.png", (24, 20), seed=2)
+    assert infer("-i", tmp_path / "x.png", "--ext", "jpg", *common(tiny_base, src)) == 0
+    assert "note: 1 output holds alpha or 16 bits" in capsys.readouterr().err
+    assert infer("-i", src, *common(tiny_base, out)) == 0  # src/x.png is that run's output
+    assert (
+        "note: 1 file in the input folder is an earlier output (run.json): left out"
+        in capsys.readouterr().err
+    )

@@ -93,3 +93,19 @@ def test_every_shipped_resource_is_package_data():
     packaged = {path for pattern in patterns for path in glob.glob(pattern, root_dir=REPO / "pisasr")}
     shipped_files = {p.relative_to(REPO / "pisasr").as_posix() for p in RESOURCES.rglob("*") if p.is_file()}
     assert "resources/degradation/realesrgan.yaml" in shipped_files and shipped_files <= packaged
+
+
+def test_smoke_config_finds_its_example_images_from_any_folder(tiny_base, tmp_path):
+    """Neither -i nor data.gt_dirs given: the smoke config's examples are the checkout's, for infer and training."""
+    elsewhere, xdg = tmp_path / "elsewhere", tmp_path / "xdg"
+    _cached_tiny_base(xdg, tiny_base)
+    smoke = str(REPO / "configs" / "smoke.yaml")
+    done = _run_elsewhere(elsewhere, xdg, str(REPO / "scripts" / "infer.py"), "--config", smoke, "-o", "out",
+                          "inference.process_size=64")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    examples = sorted(p.name for p in (REPO / "examples").glob("*.png"))
+    assert sorted(p.name for p in (elsewhere / "out").glob("*.png")) == examples
+    done = _run_elsewhere(elsewhere, xdg, str(REPO / "scripts" / "train.py"), "--config", smoke,
+                          "train.output_dir=run", "train.stage=pix", "train.pix_steps=1", "train.max_steps=1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (elsewhere / "run" / "final").is_dir()

@@ -9,7 +9,8 @@ from pisasr.cli import run_cli
 from pisasr.cli.preprocess import make_test_pairs_main
 from pisasr.cli.reproduce import main
 from pisasr.errors import ConfigError
-from pisasr.evaluation.reproduce import PUBLISHED, comparison_rows, load_published
+from pisasr.evaluation.metrics import PAPER_METRICS
+from pisasr.evaluation.reproduce import PUBLISHED, comparison_rows, load_published, provenance
 
 
 def test_reproduce_runs_offline_with_unavailable_learned_metrics(
@@ -75,6 +76,7 @@ def test_reproduce_runs_offline_with_unavailable_learned_metrics(
     assert "| pisasr (ours) |" in printed and "| other |" in printed
     assert "| PiSA-SR (paper) | 20.5000 | 0.5000 | n/a |" in printed
     assert "| OtherPaper (paper) | n/a | n/a | n/a |" in printed
+    assert "- PiSA-SR (paper): primary source: test numbers\n" in printed  # provenance under the table
     assert "lpips unavailable" in printed
     summary = json.loads((out / "summary.json").read_text())
     ours = summary["sets"]["DIV2K-Val"]["ours"]
@@ -90,10 +92,32 @@ def test_reproduce_runs_offline_with_unavailable_learned_metrics(
 
 def test_shipped_published_numbers_load_and_name_their_source():
     methods = load_published()
-    assert {"PiSA-SR", "OSEDiff", "AddSR"} <= set(methods)
-    assert all("arXiv" in entry["source"] for entry in methods.values())
+    assert list(methods) == ["PiSA-SR", "OSEDiff", "AddSR (1 step)"]
+    for entry in methods.values():  # every row: its source, how directly it reports them, and the original
+        assert (
+            "FreqOrtho-SR" in entry["source"] and entry["kind"] == "secondary" and "arXiv" in entry["quotes"]
+        )
+        assert set(entry["results"]) == {"DIV2K-Val", "RealSR", "DRealSR"}
+        assert all(set(row) == set(PAPER_METRICS) for row in entry["results"].values())
+    assert methods["PiSA-SR"]["results"]["RealSR"] == {
+        "psnr": 25.50, "ssim": 0.7417, "lpips": 0.2672, "dists": 0.2044, "fid": 124.09, "niqe": 5.50,
+        "clipiqa": 0.6702, "musiq": 70.15, "maniqa-pipal": 0.6560,
+    }  # fmt: skip
+    assert methods["PiSA-SR"]["results"]["DIV2K-Val"]["fid"] == 25.07
+    assert methods["OSEDiff"]["results"]["DRealSR"]["maniqa-pipal"] == 0.5899
+    assert methods["AddSR (1 step)"]["results"]["DIV2K-Val"]["lpips"] == 0.3620
     rows = comparison_rows({"psnr": 25.0}, "RealSR", methods, {}, ["psnr"])
-    assert rows["pisasr (ours)"] == {"psnr": 25.0} and set(rows) >= {"PiSA-SR (paper)", "ours - paper"}
+    assert rows["PiSA-SR (paper)"] == {"psnr": 25.50} and rows["ours - paper"]["psnr"] == pytest.approx(-0.5)
+
+
+def test_provenance_lines_name_each_published_row_source():
+    methods = load_published()
+    lines = provenance(methods, "RealSR")
+    assert len(lines) == 3 and lines[0].startswith(
+        "- PiSA-SR (paper): secondary source: FreqOrtho-SR repository"
+    )
+    assert "quoting Sun et al." in lines[0] and lines[2].startswith("- AddSR (1 step) (paper): secondary")
+    assert provenance(methods, "OtherSet") == []  # a set no row has: no provenance to print
 
 
 @pytest.mark.parametrize(
@@ -109,6 +133,15 @@ def test_shipped_published_numbers_load_and_name_their_source():
         ("methods:\n  X:\n    source: s\n    results: {RealSR: {psnr: true}}\n", "is not a number"),
         ("methods:\n  X:\n    source: s\n    results: {RealSR: 25.5}\n", "must map metric names"),
         ("methods:\n  X: {source: s\n", "not valid YAML at line"),
+        (
+            "methods:\n  X:\n    source: s\n    kind: tertiary\n",
+            "X.kind 'tertiary' is not one of primary, secondary",
+        ),
+        (
+            "methods:\n  X:\n    source: s\n    results: {RealSR: {ssim: 7417}}\n",
+            "outside ssim's range [0, 1]",
+        ),
+        ("methods:\n  X:\n    source: s\n    results: {RealSR: {psnr: -2}}\n", "outside psnr's range"),
     ],
 )
 def test_bad_published_file_is_one_line_error_naming_it(tmp_path, text, problem):

@@ -56,14 +56,24 @@ def apply_flags(cfg, args, flags: dict[str, str]) -> None:
     validate(cfg)
 
 
-def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run ``main``; a ``PiSAError`` becomes one ``error:`` line and exit code 2 (no traceback)."""
+def run_cli(
+    main: Callable[[list[str] | None], int], argv: list[str] | None = None, stop_signals: bool = False
+) -> int:
+    """Run ``main``; a ``PiSAError`` becomes one ``error:`` line and exit code 2 (no traceback). Ctrl-C, and with
+    ``stop_signals`` SIGTERM and SIGHUP too, end it with ``128 + signal number`` (``pisasr.cli.stopping``); with
+    ``stop_signals`` the handlers stay installed after it returns (for a command's process, which exits next)."""
+    from contextlib import nullcontext
+
+    from pisasr.cli.stopping import exit_code_of, stop_on_signals
+
     quiet_libraries()
     try:
-        return main(argv)
+        with stop_on_signals(restore=False) if stop_signals else nullcontext():
+            return main(argv)
     except PiSAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code, name = exit_code_of(exc)
+        print(f"interrupted ({name}, exit code {code})", file=sys.stderr)
+        return code

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 
 from pisasr.cli import apply_flags, quiet_libraries, run_cli
 from pisasr.config import load_config
@@ -53,9 +54,11 @@ def stop_on_signals() -> None:
     temporary folder; a signal the parent made us ignore (``nohup``, ``&`` in a script) stays ignored. A second
     signal kills at once."""
 
+    from pisasr.cli.stopping import Stopped
+
     def stop(signum, frame):
         signal.signal(signum, signal.SIG_DFL)
-        raise KeyboardInterrupt
+        raise Stopped(signum)  # a KeyboardInterrupt that says which signal it was
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         if signal.getsignal(signum) is not signal.SIG_IGN:
@@ -89,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             share=args.share,
             allowed_paths=[str(workdir), str(EXAMPLES)],
             max_file_size=int(args.max_upload_mb * 2**20),
+            prevent_thread_lock=True,  # our wait below: Gradio's calls every signal a "Keyboard interruption"
         )
+        try:
+            while app.is_running:
+                time.sleep(0.1)
+        finally:
+            app.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pisasr.cli import apply_flags, run_cli
 from pisasr.cli.regions import add_region_flags
 from pisasr.config import load_config
-from pisasr.errors import ConfigError
+from pisasr.errors import ConfigError, plural
 
 # flag -> config key
 FLAGS = {
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from pisasr.devices import resolve_device
     from pisasr.inference.batch import BatchSummary, package_versions, run_batch
     from pisasr.inference.outputs import (
+        RECORD_NAME,
         OutputNaming,
         RunRecord,
         refuse_overwriting_inputs,
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from pisasr.inference.pipeline import UNTRAINED_NOTE, Pipeline
     from pisasr.inference.sweep import parse_sweep
-    from pisasr.io.files import check_writable
+    from pisasr.io.files import check_writable, remove_stale_partials
     from pisasr.io.images import list_inputs
     from pisasr.model.checkpoint import file_sha256, resolve_weights_file
     from pisasr.regions.files import RegionPlan
@@ -170,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     pipe = Pipeline.from_config(cfg)
     record = None
     if state.is_main_process:
+        # temporary files of earlier runs into this folder that were killed (SIGKILL) before they could clean up
+        stale = remove_stale_partials(out_dir, {t.name for paths in targets for t in paths} | {RECORD_NAME})
+        if stale:
+            print(f"note: removed {plural(len(stale), 'partial file')} left by a killed run", file=sys.stderr)
         if earlier:
             print(
-                f"note: {earlier} files in the input folder are earlier outputs (run.json): left out",
+                f"note: {plural(earlier, 'file')} in the input folder "
+                f"{'is an earlier output' if earlier == 1 else 'are earlier outputs'} (run.json): left out",
                 file=sys.stderr,
             )
         if not cfg.model.weights:
@@ -193,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     status = "interrupted"
     summary = BatchSummary()  # filled as images land, so an interrupted run still has it
-    if plan:
-        plan.saved = summary.written  # saved maps count as written on every process (gathered below)
-    try:
+    try:  # from the record's first write on: a stop signal or Ctrl-C completes it as interrupted
+        if plan:
+            plan.saved = summary.written  # saved maps count as written on every process (gathered below)
+        if state.use_distributed:
+            state.wait_for_everyone()  # the stale files are gone before any process writes
         run_batch(
             pipe,
             inputs[state.process_index :: state.num_processes],
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(main, stop_signals=True))  # SIGTERM/SIGHUP as Ctrl-C: exit 128 + signal number
 
 
 if __name__ == "__main__":

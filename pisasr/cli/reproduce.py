@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         grid_report,
         load_published,
         locate_set,
+        provenance,
         run_grid,
         run_set,
         score_extras,
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_rows, extra_notes = score_extras(extras, name, hr_dir, metrics, device)
         rows = comparison_rows({m: ours.means.get(m) for m in metrics}, name, published, extra_rows, metrics)
         report.append(f"## {name}\n\n{markdown_table(rows, metrics)}\n")
+        report.extend(provenance(published, name))
         report.extend(extra_notes)
         if not any(name in entry["results"] for entry in published.values()):
             report.append(f"- no published numbers for {name} in {args.published}\n")

@@ -5,12 +5,38 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 
 from pisasr.cli import run_cli
-from pisasr.config import load_config
+from pisasr.training.preemption import (
+    BEFORE_CONFIG,
+    PREEMPTED_EXIT_CODE,
+    Preempted,
+    PreemptedBeforeStart,
+    PreemptionWatch,
+    mark_finished,
+    mark_preempted,
+)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exiting: bool = False) -> int:
+    # preemption signals are handled from the first line (pisasr.training.preemption): while loading, one ends the
+    # run with exit 75 and nothing to save; after the last step, it lets final/ be written and the run ends with 0
+    watch = PreemptionWatch(BEFORE_CONFIG, phase="loading").install()
+    try:
+        return _main(argv, watch)
+    except PreemptedBeforeStart as stopped:
+        mark_preempted(stopped)
+        if os.environ.get("RANK", "0") == "0":
+            print(stopped, file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    finally:
+        watch.restore(ignore=exiting)  # a command's process exits next: a late signal must not kill it
+
+
+def _main(argv: list[str] | None, watch: PreemptionWatch) -> int:
+    from pisasr.config import load_config
+
     parser = argparse.ArgumentParser(description="Train PiSA-SR's pix and sem LoRA adapters.")
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/train_sd_turbo.yaml")
     parser.add_argument(
@@ -18,18 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    from pisasr.training.loop import run_training
-    from pisasr.training.preemption import PREEMPTED_EXIT_CODE, Preempted
-
+    watch.handle_instead(list(cfg.train.preempt_signals))
+    main_process = os.environ.get("RANK", "0") == "0"  # one line per run, not per process
     try:
-        final = run_training(cfg)
-    except Preempted as stopped:
-        if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
+        from pisasr.training.loop import run_training
+
+        final = run_training(cfg, watch)
+        mark_finished(final)
+    except Preempted as stopped:  # (marked for the launch wrapper where its checkpoint was written)
+        if main_process:
             print(stopped, file=sys.stderr)
         return PREEMPTED_EXIT_CODE
-    print(f"adapters: {final}", file=sys.stderr)
+    if main_process:
+        print(f"adapters: {final}", file=sys.stderr)
     return 0
 
 
 def entry() -> None:
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(partial(main, exiting=True)))

@@ -113,8 +113,9 @@ def match_pairs(sr_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path,
     gt = {p.stem: p for p in list_inputs(gt_dir)}
     only_sr, only_gt = sorted(set(sr) - set(gt)), sorted(set(gt) - set(sr))
     if only_sr or only_gt:
-        parts = ([f"no GT for {', '.join(only_sr[:5])}"] if only_sr else []) + (
-            [f"no SR for {', '.join(only_gt[:5])}"] if only_gt else []
+        # the files, not their stems: an SR file named a_x4.png pairs with the GT a.png
+        parts = ([f"no GT for {', '.join(sr[n].name for n in only_sr[:5])}"] if only_sr else []) + (
+            [f"no SR for {', '.join(gt[n].name for n in only_gt[:5])}"] if only_gt else []
         )
         raise ConfigError(f"SR {sr_dir} and GT {gt_dir} do not match: " + "; ".join(parts))
     mismatched = []

@@ -32,11 +32,18 @@ def locate_set(data_root: str | Path, name: str) -> tuple[Path, Path]:
     return lr, hr
 
 
-def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
-    """Published numbers: method -> {"source": citation, "results": set -> pyiqa metric -> value}.
+KINDS = ("primary", "secondary")  # the method's own paper; a later source quoting it
+# Where each metric's values lie, so that a slip in a hand-transcribed table (6058 for 0.6058) is an error
+UNIT_RANGE = ("ssim", "lpips", "dists", "clipiqa", "maniqa-pipal", "maniqa")
+METRIC_RANGES = {**dict.fromkeys(UNIT_RANGE, (0.0, 1.0)), "psnr": (0.0, 100.0), "musiq": (0.0, 100.0)}
 
-    Checked on load, so a typo in a hand-transcribed table (``LPIPS`` for ``lpips``, ``0,2672``) is an error
-    naming the file and the entry, not a silently empty column.
+
+def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
+    """Published numbers: method -> {"source": citation, "kind": primary|secondary, "quotes": optional citation
+    of the original, "results": set -> pyiqa metric -> value}.
+
+    Checked on load, so a typo in a hand-transcribed table (``LPIPS`` for ``lpips``, ``0,2672``, ``6058``) or a
+    row without its provenance is an error naming the file and the entry, not a silently empty column.
     """
     import pyiqa
 
@@ -58,6 +65,11 @@ def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
             raise ConfigError(
                 f"published numbers {path}: {method} needs a 'source' naming where its numbers are from"
             )
+        if entry.get("kind", "primary") not in KINDS:
+            raise ConfigError(
+                f"published numbers {path}: {method}.kind {entry.get('kind')!r} is not one of {', '.join(KINDS)}"
+            )
+        entry.setdefault("kind", "primary")  # a file without kinds: its sources are the methods' own papers
         results = entry.get("results") or {}
         if not isinstance(results, dict):
             raise ConfigError(f"published numbers {path}: {method}.results must map test sets to metrics")
@@ -77,7 +89,23 @@ def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
                     raise ConfigError(
                         f"published numbers {path}: {method}.{set_name}.{metric} = {value!r} is not a number"
                     )
+                low, high = METRIC_RANGES.get(metric, (0.0, float("inf")))
+                if not low <= value <= high:
+                    raise ConfigError(
+                        f"published numbers {path}: {method}.{set_name}.{metric} = {value!r} is outside "
+                        f"{metric}'s range [{low:g}, {high:g}]"
+                    )
     return methods
+
+
+def provenance(published: dict[str, dict], set_name: str) -> list[str]:
+    """Report lines under a set's table: where each published row printed for ``set_name`` comes from."""
+    lines = []
+    for method, entry in published.items():
+        if set_name in entry["results"]:
+            quotes = f", quoting {entry['quotes']}" if entry.get("quotes") else ""
+            lines.append(f"- {method} (paper): {entry['kind']} source: {entry['source']}{quotes}\n")
+    return lines
 
 
 def run_set(pipe, lr_dir: Path, out_dir: Path, skip_existing: bool = True) -> Path:

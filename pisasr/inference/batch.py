@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pisasr.errors import PiSAError
+from pisasr.errors import PiSAError, plural
 from pisasr.inference.outputs import OutputNaming, already_written, save_sheet, write_output
 from pisasr.inference.pipeline import Pipeline, Prepared
 from pisasr.inference.sweep import contact_sheet
@@ -24,7 +24,9 @@ from pisasr.io.images import read_image
 class BatchSummary:
     done: int = 0
     skipped: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole batch's wall time
+    model_seconds: float = 0.0  # spent restoring: the model's passes and decoding
+    model_images: int = 0  # images those passes restored (written since, or failed when written)
     failures: list[tuple[str, str]] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # output file names, for the run record
     skipped_outputs: list[str] = field(default_factory=list)
@@ -35,19 +37,29 @@ class BatchSummary:
         self.done += other.done
         self.skipped += other.skipped
         self.seconds += other.seconds
+        self.model_seconds += other.model_seconds
+        self.model_images += other.model_images
         self.failures.extend(other.failures)
         self.written.extend(other.written)
         self.skipped_outputs.extend(other.skipped_outputs)
         self.fallbacks.extend(other.fallbacks)
 
     def report(self) -> str:
-        mean = f", {self.seconds / self.done:.2f} s per image" if self.done else ""
+        # time spent restoring per image restored, not the run's wall time per image written: reading, skipping
+        # and failed writes (a full disk) do not inflate it
+        mean = (
+            f", {self.model_seconds / self.model_images:.2f} s per image restoring"
+            if self.model_images
+            else ""
+        )
         lines = [
             f"{self.done} restored, {self.skipped} skipped (existing), {len(self.failures)} failed{mean}"
         ]
         if self.fallbacks:
+            holds = "holds" if len(self.fallbacks) == 1 else "hold"
             lines.append(
-                f"  note: {len(self.fallbacks)} outputs hold alpha or 16 bits, which the requested format cannot: "
+                f"  note: {plural(len(self.fallbacks), 'output')} {holds} alpha or 16 bits, which the requested "
+                "format cannot: "
                 f"written as PNG ({', '.join(sorted(self.fallbacks)[:3])}{', ...' if len(self.fallbacks) > 3 else ''})"
             )
         lines += [f"  failed: {message}" for _, message in self.failures]
@@ -156,6 +168,7 @@ def run_batch(
                 summary.fallbacks.append(path.name)
 
     def run_model(group: list[_Job]) -> None:
+        tic = time.perf_counter()
         try:
             prepared = [job.prepared for job in group]
             specs = [job.spec for job in group if job.spec is not None]
@@ -173,6 +186,8 @@ def run_batch(
                 return
             fail(group[0], exc)
             return
+        summary.model_seconds += time.perf_counter() - tic
+        summary.model_images += len(group)
         for job, per_image in zip(group, decoded):
             writes.append((job, writers.submit(write, job, per_image)))
 

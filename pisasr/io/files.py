@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +35,52 @@ def current_umask() -> int:
     return _UMASK_AT_IMPORT
 
 
+# The temporary file of ``atomic_write`` is ``.<name>.<pid>-<host>-<random>[suffix]`` beside its target, so that a
+# later run can tell the partial file of a killed process (SIGKILL, power loss) from one still being written.
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+_LEGACY_PARTIAL = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}$")  # written before the pid was in the name
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's process
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike, names: set[str] = frozenset()) -> list[Path]:
+    """Delete the temporary files that killed runs left in ``folder``: those of processes of this machine that no
+    longer run (another machine's, on a shared disk, are left alone), and, for the file ``names`` given, those
+    written before the process id was part of the name. Returns the files removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        match = _PARTIAL.match(entry.name)
+        if match:
+            stale = match["host"] == _HOST and not _alive(int(match["pid"]))
+        else:
+            legacy = _LEGACY_PARTIAL.match(entry.name)
+            stale = legacy is not None and legacy["name"] in names
+        if stale:
+            try:
+                os.remove(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:  # removed by another run meanwhile
+                pass
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it over ``path``.
 
@@ -42,7 +90,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -79,11 +79,12 @@ def detect_faces(image, min_neighbors: int = 8, scale_factor: float = 1.2) -> li
     ]
 
 
-def face_mask(image, margin: float = 0.25) -> np.ndarray:
-    """H x W mask, 1 on every detected face grown by ``margin`` of its size on each side (hair, chin), else 0."""
+def face_mask(image, margin: float = 0.25, boxes: list[Box] | None = None) -> np.ndarray:
+    """H x W mask, 1 on every detected face (or each of ``boxes``, found in this image before) grown by ``margin``
+    of its size on each side (hair, chin), else 0."""
     array = _as_array(image)
     mask = np.zeros(array.shape[:2], dtype=np.float64)
-    for box in detect_faces(array):
+    for box in detect_faces(array) if boxes is None else boxes:
         grow_y, grow_x = round(box.height * margin), round(box.width * margin)
         top, left = max(0, box.top - grow_y), max(0, box.left - grow_x)
         mask[top : box.top + box.height + grow_y, left : box.left + box.width + grow_x] = 1.0

@@ -3,6 +3,8 @@ the per-image ``RegionMap`` and the latent-resolution maps written with ``--save
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pisasr.errors import ImageError
+from pisasr.errors import ImageError, plural
 from pisasr.io.files import atomic_write
 from pisasr.io.images import IMAGE_SUFFIXES
 from pisasr.regions.maps import LatentGrid, RegionMap, check_aspect, latent_pair, protect, read_mask
@@ -38,6 +40,8 @@ class RegionPlan:
     cell: int = 8
     by_stem: dict[str, Path] | None = None  # a mask folder's files, listed once
     saved: list[str] = field(default_factory=list)  # map files written so far
+    _noted: set = field(default_factory=set)  # notes said once per run
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # images are prepared in reader threads
 
     @classmethod
     def from_options(cls, o, out_dir: Path) -> RegionPlan | None:
@@ -67,6 +71,7 @@ class RegionPlan:
         """The pair spec of one prepared input; a bad or missing mask is an ``ImageError`` naming the file."""
         path = prepared.image.path or Path("image")
         spec = self.outside
+        feather = self._feather_for(prepared.geometry.out_size)
         if self.mask is not None:
             mask_path = self.mask_for(path)
             if mask_path is None:
@@ -74,13 +79,46 @@ class RegionPlan:
                     f"{path}: no mask for it in {self.mask} (expected {path.stem} with an image suffix)"
                 )
             plane = read_mask(mask_path)
-            check_aspect(plane, prepared.geometry.out_size, str(mask_path))
-            spec = RegionMap(plane, self.inside, spec, self.feather, name=str(mask_path))
+            check_aspect(plane, prepared.geometry.out_size, f"{mask_path} (the mask of {path})")
+            spec = RegionMap(plane, self.inside, spec, feather, name=str(mask_path))
         if self.protect:
-            spec = protect(spec, prepared.reference, self.protect, self.protect_pair, self.feather)
+            spec = protect(spec, prepared.reference, self._detector(path), self.protect_pair, feather)
         if self.save_dir is not None:
             self.save_maps(path.stem, spec, LatentGrid.of(prepared.geometry, self.cell))
         return spec
+
+    def _note_once(self, key: str, text: str) -> None:
+        from tqdm import tqdm  # a line above the progress bar, not through it
+
+        with self._lock:
+            if key in self._noted:
+                return
+            self._noted.add(key)
+        tqdm.write(text, file=sys.stderr)
+
+    def _feather_for(self, out_size: tuple[int, int]) -> float:
+        """``feather``, capped at half the output's shorter side: a wider Gaussian sees mostly the padding and
+        blurs the region away (and takes far longer); said once per run."""
+        cap = min(out_size) / 2
+        if self.feather <= cap:
+            return self.feather
+        self._note_once("feather", f"note: --feather {self.feather:g} is wider than an output can hold: "
+                        f"capped at half its shorter side ({cap:g} px for {out_size[1]}x{out_size[0]})")  # fmt: skip
+        return cap
+
+    def _detector(self, path: Path):
+        """``--protect faces`` with one line per image saying how many faces it found; another detector as is."""
+        if self.protect != "faces":
+            return self.protect
+        from pisasr.regions.faces import detect_faces, face_mask
+
+        def faces(image):
+            boxes = detect_faces(image)
+            found = plural(len(boxes), "face") if boxes else "no face"
+            self._note_once(f"faces {path}", f"{path}: {found} found (--protect faces)")
+            return face_mask(image, boxes=boxes)
+
+        return faces
 
     def map_files(self, stem: str) -> list[Path]:
         """Where ``--save_masks`` writes an input's maps (none without it)."""

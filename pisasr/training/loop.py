@@ -33,7 +33,7 @@ from pisasr.model.checkpoint import AdapterCheckpoint, load_checkpoint, save_che
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 from pisasr.training import checkpoints as ckpts
 from pisasr.training.data_order import epoch_batches, make_loader
-from pisasr.training.preemption import Preempted, PreemptionWatch, mark_preempted
+from pisasr.training.preemption import Preempted, PreemptedBeforeStart, PreemptionWatch, mark_preempted
 from pisasr.training.resume import restore
 from pisasr.training.saving import TrainingError, save
 from pisasr.training.validation import validate
@@ -206,8 +206,20 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
         offset += g.numel()
 
 
-def run_training(cfg: DictConfig) -> Path:
-    """Train as configured; returns the folder of the final adapters."""
+def run_training(cfg: DictConfig, watch: PreemptionWatch | None = None) -> Path:
+    """Train as configured; returns the folder of the final adapters. ``watch``: the preemption signals' handler,
+    installed by the caller from its first line (the training CLI); else one is installed here."""
+    t = cfg.train
+    own_watch = watch is None
+    watch = watch or PreemptionWatch(list(t.preempt_signals)).install()
+    try:
+        return _train(cfg, watch)
+    finally:
+        if own_watch:
+            watch.restore()
+
+
+def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import (
         DataLoaderConfiguration,
@@ -222,6 +234,7 @@ def run_training(cfg: DictConfig) -> Path:
     from pisasr.training.optim import build_optimizer
 
     t = cfg.train
+    watch.enter("loading")  # a signal from here to the first write raises PreemptedBeforeStart
     dataset, degradation, validation, pix_ckpt, candidates, tags = preflight(cfg)
     out = Path(t.output_dir)
     accelerator = Accelerator(
@@ -260,6 +273,7 @@ def run_training(cfg: DictConfig) -> Path:
 
     step, batches_seen = first, (first - start_step(cfg)) * t.gradient_accumulation_steps
     run_id, resume = ckpts.new_run_id(), None
+    watch.enter("setup")  # the run folder changes from here: a signal is recorded, the ranks stop together
     if not candidates and t.overwrite_output_dir and accelerator.is_main_process:
         ckpts.clear_run_outputs(out)
     accelerator.wait_for_everyone()
@@ -269,6 +283,9 @@ def run_training(cfg: DictConfig) -> Path:
         _cast_trainable(dual, MIXED_PRECISION_DTYPES[t.mixed_precision])
         step, batches_seen, run_id = state["step"], state["batches_seen"], state.get("run_id") or run_id
     run_id = broadcast_object_list([run_id])[0]
+    if watch.stop_agreed(accelerator):  # before the first step: the resume point is still what it was
+        accelerator.end_training()
+        raise PreemptedBeforeStart(watch.received)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -289,7 +306,7 @@ def run_training(cfg: DictConfig) -> Path:
         state = {"step": step, "stage": dual.stage, "batches_seen": batches_seen, "run_id": run_id}
         return save(accelerator, cfg, dual, state, model.base.fingerprint)
 
-    watch = PreemptionWatch(list(t.preempt_signals)).install()
+    watch.enter("training")
     try:
         while step < last:
             epoch, epoch_loader = epoch_batches(accelerator, loader, t.seed, batches_seen)
@@ -321,6 +338,8 @@ def run_training(cfg: DictConfig) -> Path:
                 if not accelerator.sync_gradients:
                     continue
                 step += 1
+                if step == last:  # a signal from here on lets the run finish: its last checkpoint, final/, exit 0
+                    watch.enter("final")
                 progress.update(1)
                 if step % t.log_every == 0 or step == last:
                     seconds = time.perf_counter() - tic
@@ -339,7 +358,7 @@ def run_training(cfg: DictConfig) -> Path:
                     if saved_at != step:
                         checkpoint()
                     stopped = Preempted(watch.received, step, ckpts.checkpoint_path(out, step))
-                    mark_preempted(accelerator, stopped)
+                    mark_preempted(stopped)
                     accelerator.end_training()
                     raise stopped
                 if validation is not None and accelerator.is_main_process and step % t.validation_steps == 0:
@@ -347,8 +366,8 @@ def run_training(cfg: DictConfig) -> Path:
                 if step >= last:
                     break
     finally:
-        watch.restore()
         progress.close()
+    watch.enter("final")  # a signal from here on is noted: final/ is written and the run ends with 0
     final = out / "final"
     if accelerator.is_main_process:
         save_checkpoint(
