@@ -138,7 +138,8 @@ def find_text(image) -> list[TextLine]:
     confidence ``MIN_SCORE``: the detector alone marks plain or textured areas (a uniform blue card, the
     coffee photo) as text. ``DetectionSkipped`` for an image the detector does not search; ``ConfigError``
     when the extra is missing."""
-    engine = _engine()
+    with _lock:  # also builds the engine once when threads (the CLI's readers) ask together
+        engine = _engine()
     view, scale = detection_view(image)
     try:
         with _lock:
