@@ -8,8 +8,10 @@ that a type cannot (choices, ranges).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,6 +30,39 @@ NEGATIVE_PROMPT = (
     "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, "
     "jpeg artifacts, deformed, lowres, over-smooth"
 )
+
+
+# What ``inference.protect`` may name, and each kind's pair unless ``inference.protect_pair`` is set: text leans
+# harder to fidelity than faces (lambda_sem 0: the pixel-level result alone, no generated detail on the glyphs).
+PROTECT_KINDS = ("faces", "text")
+PROTECT_PAIRS = {"faces": (1.0, 0.5), "text": (1.0, 0.0)}
+
+
+def protect_kinds(value) -> tuple[str, ...]:
+    """``None`` -> (); ``"faces"``, ``"faces,text"`` or ``["faces", "text"]`` -> the kinds in order, once each;
+    a ``ConfigError`` for anything else."""
+    if value is None:
+        return ()
+    items = (
+        value.split(",")
+        if isinstance(value, str)
+        else list(value)
+        if isinstance(value, Sequence)
+        else [value]
+    )
+    kinds = []
+    for item in items:
+        kind = item.strip() if isinstance(item, str) else item
+        if kind not in PROTECT_KINDS:
+            raise ConfigError(
+                f"config value inference.protect={kind!r} is not one of {', '.join(PROTECT_KINDS)} "
+                "(both: faces,text)"
+            )
+        if kind not in kinds:
+            kinds.append(kind)
+    if not kinds:
+        raise ConfigError(f"inference.protect={value!r}: name faces, text or faces,text")
+    return tuple(kinds)
 
 
 def check_lambda(value: float, name: str) -> float:
@@ -111,14 +146,16 @@ class InferenceConfig:
     # Region-adaptive restoration (pisasr/regions/maps.py): a mask image, or a folder with one mask per input stem
     # (white = the region), restored with lambda_inside [pix, sem]; the rest with lambda_outside (default
     # lambda_pix, lambda_sem). feather: border blend in output pixels. save_masks: write the latent-resolution
-    # lambda maps beside the outputs. protect: "faces" gives detected faces protect_pair.
+    # lambda maps (and the detected regions' masks) beside the outputs. protect: "faces", "text" or both (a list,
+    # or "faces,text") gives each detected kind its own pair: protect_pair for every kind when set, else the
+    # kind's default (PROTECT_PAIRS: faces [1.0, 0.5], text [1.0, 0.0]).
     mask: str | None = None
     lambda_inside: list[float] | None = None
     lambda_outside: list[float] | None = None
     feather: float = 0.0
     save_masks: bool = False
-    protect: str | None = None
-    protect_pair: list[float] = field(default_factory=lambda: [1.0, 0.5])
+    protect: Any = None  # None | "faces" | "text" | "faces,text" | [faces, text]
+    protect_pair: list[float] | None = None
 
 
 @dataclass
@@ -370,8 +407,7 @@ def _validate_regions(inf: DictConfig) -> None:
             raise ConfigError(
                 f"inference.{name}={list(inf[name])} must be a pair of finite numbers [lambda_pix, lambda_sem]"
             )
-    if inf.protect not in (None, "faces"):
-        raise ConfigError(f"config value inference.protect={inf.protect!r} is not one of faces")
+    protect_kinds(inf.protect)
     if inf.mask and inf.lambda_inside is None:
         raise ConfigError("inference.mask needs inference.lambda_inside: pass --lambda_inside P,S")
     if inf.feather < 0:

@@ -10,7 +10,14 @@ from conftest import image_file
 from PIL import Image
 
 from pisasr.demo.engine import DemoEngine, DemoLimits
-from pisasr.demo.regions_panel import download_regions, editor_mask, faces_mask, render_regions, status
+from pisasr.demo.regions_panel import (
+    detected_mask,
+    download_regions,
+    editor_mask,
+    faces_mask,
+    render_regions,
+    status,
+)
 from pisasr.errors import ConfigError
 from pisasr.inference.pipeline import Pipeline
 from pisasr.io.images import read_image
@@ -81,9 +88,31 @@ def test_detect_faces_fills_the_mask_on_the_face(engine):
     assert mask.shape == (512, 512) and mask[60:170, 170:290].mean() > 0.9 and mask.mean() < 0.2
 
 
+def test_detect_text_fills_the_mask_on_the_sign_and_adds_to_faces(engine, tmp_path):
+    from PIL import ImageDraw, ImageFont
+
+    sign = Image.new("RGB", (128, 96), (30, 60, 140))
+    draw = ImageDraw.Draw(sign)
+    font = ImageFont.load_default(size=22)
+    draw.text((16, 30), "EXIT 42", font=font, fill="white")
+    left, top, right, bottom = draw.textbbox((16, 30), "EXIT 42", font=font)
+    sign.save(tmp_path / "sign.png")
+    cached = engine.load(tmp_path / "sign.png")
+    assert cached.before.size == (512, 384)
+    text = detected_mask(cached, faces=False, text=True)
+    assert (
+        text.shape == (384, 512)
+        and text[4 * top : 4 * bottom, 4 * left : 4 * right].all()
+        and text.mean() < 0.4
+    )
+    assert not detected_mask(cached, faces=True, text=False).any()  # no face on the sign
+    assert np.array_equal(detected_mask(cached, faces=True, text=True), text)
+    assert not detected_mask(cached, faces=False, text=False).any()
+
+
 def test_app_has_the_regions_panel(engine):
     from pisasr.demo.app import build_app
 
     app = build_app(engine)
     names = {fn.api_name for fn in app.fns.values()}
-    assert {"render_regions", "detect_faces", "download_regions"} <= names
+    assert {"render_regions", "detect_regions", "download_regions"} <= names

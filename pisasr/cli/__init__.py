@@ -26,6 +26,7 @@ def quiet_libraries() -> None:
         if name not in sys.modules:  # already imported by the caller: theirs to keep
             sys.modules[name] = None
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    quiet_rapidocr()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
     from diffusers.utils import logging as diffusers_logging
@@ -36,6 +37,25 @@ def quiet_libraries() -> None:
         lib.set_verbosity_error()
         lib.disable_progress_bar()
     hub_logging.set_verbosity_error()  # its retry chatter when the hub is unreachable; our error says what to do
+
+
+def quiet_rapidocr() -> None:
+    """rapidocr (``--protect text``, ``ocr_cer``) logs INFO lines and a warning per text-free image to its own
+    stderr handler. Its logger keeps only errors: a handler of ours at ERROR, added before rapidocr's import makes
+    rapidocr add none (it adds its own only to a logger without handlers), and any handler it already added is
+    raised to ERROR. Only that logger is touched; rapidocr resets its level, not its handlers' levels."""
+    import logging
+
+    from pisasr.regions.text import LOGGER
+
+    logger = logging.getLogger(LOGGER)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("rapidocr: %(message)s"))
+        logger.addHandler(handler)
+    for handler in logger.handlers:
+        handler.setLevel(logging.ERROR)
+    logger.propagate = False
 
 
 def apply_flags(cfg, args, flags: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from pisasr.config import PROTECT_PAIRS, protect_kinds
 from pisasr.errors import ConfigError
 
 
@@ -26,6 +27,14 @@ def _pair(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _kinds(text: str) -> list[str]:
+    """``"faces,text"`` -> ["faces", "text"] (a comma list, like the pairs, so trailing key=value stay apart)."""
+    try:
+        return list(protect_kinds(text))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("config value inference.protect=", "")) from None
+
+
 def add_region_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("regions (a lambda pair per region; README, Regions)")
     g.add_argument("--mask", help="mask image, or folder with one mask per input stem; white = the region")
@@ -40,6 +49,10 @@ def add_region_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="write the latent-resolution lambda maps beside the outputs",
     )
+    defaults = "; ".join(f"{k} {p[0]:g},{p[1]:g}" for k, p in PROTECT_PAIRS.items())
     g.add_argument(
-        "--protect", choices=["faces"], help="give detected faces inference.protect_pair (1.0,0.5)"
+        "--protect",
+        type=_kinds,
+        metavar="faces|text|faces,text",
+        help=f"give detected faces and/or text their own pair ({defaults}; inference.protect_pair=[P,S] for all)",
     )

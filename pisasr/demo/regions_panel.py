@@ -1,7 +1,7 @@
 """The demo's "regions" mode: paint a region on the image, give it one (lambda_pix, lambda_sem) pair and the rest
 another, and re-render from the cached latents (``Pipeline.render`` with a ``RegionMap``: no UNet rerun).
 
-The engine half (``region_spec``, ``render_regions``, ``faces_mask``, ``download_regions``) knows nothing of
+The engine half (``region_spec``, ``render_regions``, ``detected_mask``, ``download_regions``) knows nothing of
 Gradio and is what the tests drive; ``regions_panel`` adds the Gradio controls to the demo app. The painted mask
 is taken at the preview's size (the output's aspect ratio) and goes through the same map path as the API's.
 """
@@ -28,7 +28,7 @@ from pisasr.regions.maps import RegionMap, Spec
 
 Pair = tuple[float, float]
 DEFAULT_INSIDE, DEFAULT_OUTSIDE, DEFAULT_FEATHER = (1.0, 0.5), (1.0, 1.0), 16.0
-PAINT = (255, 64, 64)  # how detected faces are drawn on the editor's layer
+PAINT = (255, 64, 64)  # how detected faces and text are drawn on the editor's layer
 
 
 def editor_mask(value) -> np.ndarray | None:
@@ -79,6 +79,28 @@ def faces_mask(cached: Cached) -> np.ndarray:
     from pisasr.regions.faces import face_mask
 
     return face_mask(cached.before)
+
+
+def text_mask(cached: Cached) -> np.ndarray:
+    """Detected text on the preview (pisasr.regions.text: each line grown by a quarter of its height), as a mask
+    of the preview's size; none where the detector skips the image. Needs the ``text`` extra."""
+    from pisasr.regions.maps import DetectionSkipped
+    from pisasr.regions.text import text_mask as detect_text
+
+    try:
+        return detect_text(cached.before).astype(np.float64)
+    except DetectionSkipped:
+        return np.zeros(cached.before.size[::-1])
+
+
+def detected_mask(cached: Cached, faces: bool, text: bool) -> np.ndarray:
+    """The union of the kinds asked for, at the preview's size (all zero when none is asked for)."""
+    mask = np.zeros(cached.before.size[::-1])
+    if faces:
+        mask = np.maximum(mask, faces_mask(cached))
+    if text:
+        mask = np.maximum(mask, text_mask(cached))
+    return mask
 
 
 def status(mask: np.ndarray | None, inside: Pair, outside: Pair, feather: float, seconds: float) -> str:
@@ -157,11 +179,13 @@ def regions_panel(engine: DemoEngine, key, loaded) -> None:
         return engine.preview(image), status(mask, (ip, is_), (op, os_), feather, seconds)
 
     @guarded
-    def on_faces(key_value):
+    def on_detect(key_value, faces, text):
         cached = cached_for(key_value)
-        mask = faces_mask(cached)
+        if not (faces or text):
+            raise ConfigError("tick faces, text or both, then detect")
+        mask = detected_mask(cached, faces, text)
         if not mask.any():
-            gr.Info("no face found")
+            gr.Info("no " + " or ".join(["face"] * faces + ["text"] * text) + " found")
         return _editor_value(cached, mask if mask.any() else None)
 
     @guarded
@@ -184,7 +208,10 @@ def regions_panel(engine: DemoEngine, key, loaded) -> None:
                     layers=False,
                     brush=gr.Brush(colors=["#ff4040"], color_mode="fixed", default_size=24),
                 )
-                faces_button = gr.Button("detect faces", size="sm")
+                with gr.Row():
+                    faces_box = gr.Checkbox(value=True, label="faces", min_width=80)
+                    text_box = gr.Checkbox(value=False, label="text (signs, captions)", min_width=80)
+                    detect_button = gr.Button("detect", size="sm")
             with gr.Column(scale=1):
                 sliders = [
                     gr.Slider(0.0, 2.0, value=DEFAULT_INSIDE[0], step=0.05, label="region λ_pix"),
@@ -205,7 +232,7 @@ def regions_panel(engine: DemoEngine, key, loaded) -> None:
         editor.input(on_render, inputs, [result, note], api_name=False, trigger_mode="always_last")
         for slider in sliders:
             slider.release(on_render, inputs, [result, note], api_name=False)
-        faces_button.click(on_faces, [key], [editor], api_name="detect_faces").then(
+        detect_button.click(on_detect, [key, faces_box, text_box], [editor], api_name="detect_regions").then(
             on_render, inputs, [result, note], api_name=False
         )
         download_button.click(on_download, inputs, [files], api_name="download_regions")

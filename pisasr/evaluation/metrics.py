@@ -1,4 +1,5 @@
-"""Image-quality metrics through pyiqa, folder against folder, with the paper's protocol.
+"""Image-quality metrics through pyiqa, folder against folder, with the paper's protocol, and ``ocr_cer``
+(``pisasr.evaluation.ocr``: the character error rate of the text read in the SR image).
 
 PSNR and SSIM are computed on the Y channel of YCbCr without border crop (pyiqa ``test_y_channel=True,
 color_space='ycbcr'``), as in the PiSA-SR / OSEDiff evaluations. A metric whose weights cannot be obtained (an
@@ -22,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pisasr.errors import ConfigError
+from pisasr.evaluation.ocr import OCR_METRICS
 from pisasr.io.files import atomic_write_text
 from pisasr.io.images import list_inputs, read_image
 
@@ -31,19 +33,29 @@ METRIC_KWARGS = {
     "psnr": {"test_y_channel": True, "color_space": "ycbcr"},
     "ssim": {"test_y_channel": True, "color_space": "ycbcr"},
 }
-LOWER_IS_BETTER = {"lpips", "dists", "fid", "niqe"}
+LOWER_IS_BETTER = {"lpips", "dists", "fid", "niqe", "ocr_cer"}
 
 
 @dataclass
 class EvalResult:
-    means: dict[str, float] = field(default_factory=dict)
+    means: dict[str, float | None] = field(default_factory=dict)  # None: every image was left out
     per_image: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     unavailable: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> image -> why it was left out
+    notes: dict[str, dict[str, str]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )  # image -> column -> text
 
     def to_json(self) -> dict:
         out = {name: self.means.get(name) for name in list(self.means) + list(self.unavailable)}
         if self.unavailable:
             out["_unavailable"] = dict(self.unavailable)
+        if self.skipped:
+            out["_counts"] = {
+                m: {"scored": sum(m in v for v in self.per_image.values()), "skipped": len(self.skipped[m])}
+                for m in self.skipped
+            }
+            out["_skipped"] = {m: dict(sorted(images.items())) for m, images in self.skipped.items()}
         return out
 
 
@@ -53,7 +65,7 @@ def check_metric_names(metrics: list[str]) -> None:
 
     import pyiqa
 
-    known = pyiqa.list_models()
+    known = [*pyiqa.list_models(), *OCR_METRICS]
     unknown = [m for m in metrics if m not in known]
     if not unknown:
         return
@@ -70,6 +82,8 @@ def check_metric_names(metrics: list[str]) -> None:
 def is_no_reference(name: str) -> bool:
     if name in NO_REFERENCE:
         return True
+    if name in OCR_METRICS:
+        return False
     import pyiqa
 
     return name != "fid" and name in pyiqa.list_models(metric_mode="NR")
@@ -159,10 +173,21 @@ def evaluate(
     device: str | torch.device = "cpu",
     batch_size: int = 8,
     progress: bool = True,
+    text_labels: str | Path | None = None,
 ) -> EvalResult:
+    """Means and per-image values of ``metrics``; ``text_labels`` (``name<TAB>text`` lines) are ``ocr_cer``'s
+    references instead of the text read in the GT images (then it needs no GT folder)."""
     metrics = list(metrics or (PAPER_METRICS if gt_dir else NO_REFERENCE))
     check_metric_names(metrics)
-    needs_gt = [m for m in metrics if not is_no_reference(m)]
+    labels = None
+    if any(m in OCR_METRICS for m in metrics):
+        from pisasr.evaluation.ocr import read_labels, require
+
+        require()
+        labels = read_labels(text_labels) if text_labels is not None else None
+    needs_gt = [
+        m for m in metrics if not is_no_reference(m) and not (m in OCR_METRICS and labels is not None)
+    ]
     if needs_gt and gt_dir is None:
         raise ConfigError(f"metric(s) {', '.join(needs_gt)} need a GT folder (--gt)")
     device = torch.device(device)
@@ -172,6 +197,9 @@ def evaluate(
         pairs = [(name, path, None) for name, path in sorted(sr_images(sr_dir).items())]
     result = EvalResult()
     for name in metrics:
+        if name in OCR_METRICS:
+            _score_ocr(result, name, pairs, labels, progress)
+            continue
         try:
             model = _create(name, device)
         except Exception as exc:  # download failures come as URLError, OSError, hub errors...
@@ -198,6 +226,20 @@ def evaluate(
     return result
 
 
+def _score_ocr(result: EvalResult, name: str, pairs, labels, progress: bool) -> None:
+    from pisasr.evaluation.ocr import score_ocr
+
+    scores, skipped, texts = score_ocr(pairs, labels, progress)
+    for image_name, value in scores.items():
+        result.per_image[image_name][name] = value
+    for image_name, reason in skipped.items():
+        result.notes[image_name][f"{name}_skipped"] = reason
+    for image_name, columns in texts.items():
+        result.notes[image_name].update(columns)
+    result.skipped[name] = skipped
+    result.means[name] = sum(scores.values()) / len(scores) if scores else None
+
+
 def markdown_table(rows: dict[str, dict[str, float | None]], metrics: list[str]) -> str:
     """Rows (method -> metric -> value) as a markdown table; arrows say which direction is better."""
     head = "| method | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in metrics) + " |"
@@ -219,12 +261,22 @@ def default_out(sr_dir: str | Path) -> Path:
 
 
 def write_reports(result: EvalResult, out_json: str | Path, metrics: list[str]) -> tuple[Path, Path]:
-    """``results.json`` (means, null when unavailable) and ``results.csv`` (per image) side by side."""
+    """``results.json`` (means, null when unavailable; images left out counted) and ``results.csv`` (per image:
+    values, then why an image was left out and what the OCR read) side by side."""
     out_json = atomic_write_text(out_json, json.dumps(result.to_json(), indent=2))
     per_image_metrics = [m for m in metrics if any(m in v for v in result.per_image.values())]
+    note_columns = sorted({c for columns in result.notes.values() for c in columns})
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["image", *per_image_metrics])
-    for image_name in sorted(result.per_image):
-        writer.writerow([image_name, *(result.per_image[image_name].get(m, "") for m in per_image_metrics)])
+    writer.writerow(["image", *per_image_metrics, *note_columns])
+    for image_name in sorted(set(result.per_image) | set(result.notes)):
+        values = result.per_image.get(image_name, {})
+        notes = result.notes.get(image_name, {})
+        writer.writerow(
+            [
+                image_name,
+                *(values.get(m, "") for m in per_image_metrics),
+                *(notes.get(c, "") for c in note_columns),
+            ]
+        )
     return out_json, atomic_write_text(out_json.with_suffix(".csv"), table.getvalue())

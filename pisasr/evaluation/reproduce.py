@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from pisasr.errors import ConfigError, PiSAError
-from pisasr.evaluation.metrics import PAPER_METRICS, evaluate
+from pisasr.evaluation.metrics import LOWER_IS_BETTER, PAPER_METRICS, evaluate
+from pisasr.evaluation.ocr import OCR_METRICS
 from pisasr.inference.batch import run_batch
 from pisasr.io.images import IMAGE_SUFFIXES, list_inputs, read_image, save_image
 from pisasr.io.paths import RESOURCES
@@ -59,7 +60,7 @@ def load_published(path: str | Path = PUBLISHED) -> dict[str, dict]:
     methods = data.get("methods") if isinstance(data, dict) else None
     if not isinstance(methods, dict):
         raise ConfigError(f"published numbers {path}: needs a top-level 'methods' mapping")
-    known = set(pyiqa.list_models())
+    known = set(pyiqa.list_models()) | set(OCR_METRICS)
     for method, entry in methods.items():
         if not isinstance(entry, dict) or not str(entry.get("source") or "").strip():
             raise ConfigError(
@@ -221,8 +222,8 @@ def tradeoff_plot(
         )
         for s, v in row:
             ax.annotate(f"sem {s:g}", (v[x], v[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(f"{x} ({'lower' if x in LOWER_IS_BETTER else 'higher'} is better)")
+    ax.set_ylabel(f"{y} ({'lower' if y in LOWER_IS_BETTER else 'higher'} is better)")
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()

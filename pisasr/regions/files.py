@@ -1,5 +1,6 @@
-"""Regions for the CLI: mask files (one for all inputs, or a folder with one per input stem), protected faces,
-the per-image ``RegionMap`` and the latent-resolution maps written with ``--save_masks``."""
+"""Regions for the CLI: mask files (one for all inputs, or a folder with one per input stem), protected faces and
+text, the per-image ``RegionMap``, and what ``--save_masks`` writes: the latent-resolution lambda maps and each
+protected kind's mask at the output size."""
 
 from __future__ import annotations
 
@@ -10,12 +11,25 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
+from pisasr.config import protect_kinds
 from pisasr.errors import ImageError, plural
 from pisasr.io.files import atomic_write
 from pisasr.io.images import IMAGE_SUFFIXES
-from pisasr.regions.maps import LatentGrid, RegionMap, check_aspect, latent_pair, protect, read_mask
+from pisasr.regions.maps import (
+    LatentGrid,
+    RegionMap,
+    check_aspect,
+    detect_masks,
+    latent_pair,
+    protect,
+    protect_pair,
+    read_mask,
+)
 
 
 def _mask_files(mask: Path) -> dict[str, Path]:
@@ -28,14 +42,15 @@ def _mask_files(mask: Path) -> dict[str, Path]:
 
 @dataclass
 class RegionPlan:
-    """How each input's pair is built: its mask (if any) inside ``inside``, faces inside ``protect_pair``."""
+    """How each input's pair is built: its mask (if any) inside ``inside``, then each protected kind (faces,
+    text) inside ``protect_pair`` or, without it, the kind's own default pair."""
 
     mask: Path | None
     inside: tuple[float, float] | None
     outside: tuple[float, float]
     feather: float
-    protect: str | None
-    protect_pair: tuple[float, float]
+    protect: tuple[str, ...]
+    protect_pair: tuple[float, float] | None
     save_dir: Path | None  # where --save_masks writes the latent maps
     cell: int = 8
     by_stem: dict[str, Path] | None = None  # a mask folder's files, listed once
@@ -51,13 +66,19 @@ class RegionPlan:
         if mask is not None and not mask.exists():
             raise ImageError(f"{mask}: mask file or folder not found")
         outside = o.lambda_outside if o.lambda_outside is not None else (o.lambda_pix, o.lambda_sem)
+        kinds = protect_kinds(o.protect)
+        if "text" in kinds:  # a missing extra is one line before any model is loaded
+            from pisasr.regions.text import require
+
+            require()
+        pair = o.protect_pair
         return cls(
             mask=mask,
             inside=tuple(map(float, o.lambda_inside)) if o.lambda_inside is not None else None,
             outside=(float(outside[0]), float(outside[1])),
             feather=float(o.feather),
-            protect=o.protect,
-            protect_pair=(float(o.protect_pair[0]), float(o.protect_pair[1])),
+            protect=kinds,
+            protect_pair=(float(pair[0]), float(pair[1])) if pair is not None else None,
             save_dir=out_dir if o.save_masks else None,
             by_stem=_mask_files(mask) if mask is not None and mask.is_dir() else None,
         )
@@ -81,10 +102,14 @@ class RegionPlan:
             plane = read_mask(mask_path)
             check_aspect(plane, prepared.geometry.out_size, f"{mask_path} (the mask of {path})")
             spec = RegionMap(plane, self.inside, spec, feather, name=str(mask_path))
+        masks = {}
         if self.protect:
-            spec = protect(spec, prepared.reference, self._detector(path), self.protect_pair, feather)
+            masks = self._detect(path, prepared)
+            spec = protect(spec, None, self.protect, self.protect_pair, feather, masks=masks)
         if self.save_dir is not None:
             self.save_maps(path.stem, spec, LatentGrid.of(prepared.geometry, self.cell))
+            for kind, mask in masks.items():
+                self.save_mask(path.stem, kind, mask, prepared.geometry.out_size)
         return spec
 
     def _note_once(self, key: str, text: str) -> None:
@@ -106,25 +131,43 @@ class RegionPlan:
                         f"capped at half its shorter side ({cap:g} px for {out_size[1]}x{out_size[0]})")  # fmt: skip
         return cap
 
-    def _detector(self, path: Path):
-        """``--protect faces`` with one line per image saying how many faces it found; another detector as is."""
-        if self.protect != "faces":
-            return self.protect
-        from pisasr.regions.faces import detect_faces, face_mask
+    def _detect(self, path: Path, prepared) -> dict:
+        """Each protected kind's mask: faces on the model-size image, with one line per image saying how many it
+        found; text on the input itself, drawn at the output size. A detector that skips the image is a warning
+        line and an empty mask (the scalar path)."""
 
-        def faces(image):
-            boxes = detect_faces(image)
+        def warn(message: str) -> None:
+            tqdm.write(f"warning: {path}: {message}", file=sys.stderr)
+
+        others = [kind for kind in self.protect if kind != "faces"]
+        out_size = tuple(prepared.geometry.out_size)
+        masks = detect_masks(others, {"text": prepared.image.rgb}, out_size, warn) if others else {}
+        if "faces" in self.protect:
+            from pisasr.regions.faces import detect_faces, face_mask
+
+            boxes = detect_faces(prepared.reference)
             found = plural(len(boxes), "face") if boxes else "no face"
             self._note_once(f"faces {path}", f"{path}: {found} found (--protect faces)")
-            return face_mask(image, boxes=boxes)
-
-        return faces
+            masks["faces"] = torch.from_numpy(face_mask(prepared.reference, boxes=boxes))
+        return {kind: masks[kind] for kind in self.protect}
 
     def map_files(self, stem: str) -> list[Path]:
-        """Where ``--save_masks`` writes an input's maps (none without it)."""
+        """Where ``--save_masks`` writes an input's maps and protected kinds' masks (none without it)."""
         if self.save_dir is None:
             return []
-        return [self.save_dir / f"{stem}_lambda_{name}.tiff" for name in ("pix", "sem")]
+        maps = [self.save_dir / f"{stem}_lambda_{name}.tiff" for name in ("pix", "sem")]
+        return maps + [self.save_dir / f"{stem}_mask_{kind}.tiff" for kind in self.protect]
+
+    def save_mask(self, stem: str, kind: str, mask: torch.Tensor, out_size) -> None:
+        """``<stem>_mask_<kind>.tiff``: what the detector found, 8-bit at the output size (white = protected;
+        all black when it found nothing or skipped the image)."""
+        mask = mask.to(torch.float32)
+        if tuple(mask.shape) != tuple(out_size):
+            mask = F.interpolate(mask[None, None], size=tuple(out_size), mode="nearest")[0, 0]
+        image = Image.fromarray((mask.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), "L")
+        target = self.save_dir / f"{stem}_mask_{kind}.tiff"
+        atomic_write(target, partial(image.save, format="TIFF"))
+        self.saved.append(target.name)
 
     def save_maps(self, stem: str, spec, grid: LatentGrid) -> None:
         """``<stem>_lambda_pix.tiff`` / ``<stem>_lambda_sem.tiff``: the lambdas on the latent grid, float32."""
@@ -145,6 +188,7 @@ class RegionPlan:
             "lambda_inside": self.inside,
             "lambda_outside": self.outside,
             "feather": self.feather,
-            "protect": self.protect,
+            "protect": list(self.protect) or None,
             "protect_pair": self.protect_pair if self.protect else None,
+            "protect_pairs": {k: list(protect_pair(k, self.protect_pair)) for k in self.protect} or None,
         }
