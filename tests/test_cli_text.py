@@ -101,7 +101,9 @@ def test_config_lists_both_kinds_each_with_its_pair_or_the_one_given(
     import pisasr.regions.text
 
     monkeypatch.setattr(
-        pisasr.regions.faces, "face_mask", lambda image, boxes=None: np.pad(np.ones((80, 32)), ((0, 0), (0, 64)))
+        pisasr.regions.faces,
+        "face_mask",
+        lambda image, boxes=None: np.pad(np.ones((80, 32)), ((0, 0), (0, 64))),
     )
     monkeypatch.setattr(
         pisasr.regions.text, "text_mask", lambda image, size: np.pad(np.ones((80, 32)), ((0, 0), (64, 0)))
