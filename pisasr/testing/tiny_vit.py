@@ -15,10 +15,12 @@ import torch
 
 
 def make_tiny_dino(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32) -> Path:
+    """``hidden=384``: the full ViT-S/16 shape (6 heads, MLP 1536), random weights (benchmarks)."""
     from transformers import ViTConfig, ViTModel
 
     config = ViTConfig(
-        hidden_size=hidden, num_hidden_layers=12, num_attention_heads=4, intermediate_size=2 * hidden,
+        hidden_size=hidden, num_hidden_layers=12, num_attention_heads=hidden // 64 if hidden >= 384 else 4,
+        intermediate_size=4 * hidden if hidden >= 384 else 2 * hidden,
         image_size=224, patch_size=16, qkv_bias=True, layer_norm_eps=1e-6,
     )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
@@ -29,10 +31,13 @@ def make_tiny_dino(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32) 
 
 
 def make_tiny_dinov2(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32) -> Path:
+    """``hidden=384``: the full DINOv2-S/14 shape (12 blocks, 6 heads, MLP ratio 4), random weights (benchmarks)."""
     from transformers import Dinov2Config, Dinov2Model
 
+    small = hidden >= 384
     config = Dinov2Config(
-        hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=518, patch_size=14
+        hidden_size=hidden, num_hidden_layers=12 if small else 2, num_attention_heads=hidden // 64 if small else 4,
+        mlp_ratio=4 if small else 2, image_size=518, patch_size=14,
     )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
