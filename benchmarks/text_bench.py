@@ -86,7 +86,9 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="default: BASE/adapters when it exists")
     p.add_argument("--sizes", default="512,2048", help="output sides")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--restore_sizes", default="512", help="output sides also restored (2048 takes long on a CPU)")
+    p.add_argument(
+        "--restore_sizes", default="512", help="output sides also restored (2048 takes long on a CPU)"
+    )
     p.add_argument("--restore_repeats", type=int, default=1)
     p.add_argument("--no_restore", action="store_true", help="time the text half only")
     p.add_argument("--log", default="benchmarks/results/text.jsonl")

@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_bench --mixed_precision bf16 --batches 1,4,8 --gradient_checkpointing both --compile
     python -m benchmarks.train_bench --device cpu --base ~/.cache/pisasr/tiny-sd-base --crop 64 --batches 1 --repeats 1
+    python -m benchmarks.train_bench --objective csd,vsd,add --stage sem --crop 128   # the semantic objectives
     bash benchmarks/run_gpu_train.sh      # the GPU grid (bf16 and fp16), its table into BENCHMARKS.md
     bash benchmarks/run_train.sh          # CPU rows, stages pix and sem at crops 256 and 512
 
@@ -16,6 +17,11 @@ the process's peak RSS, which only grows), the model FLOPs of a step (``torch.ut
 uncompiled, uncheckpointed step at batch 1, times the batch: recomputation is not counted) and the model FLOPs
 utilisation against a matmul measured on the same device and dtype, plus the degradation's images/s on the
 device at that batch (it must outrun the step).
+
+``--objective`` (csd, vsd, add or a comma list) builds the model with that ``train.sem_objective``; a step then
+includes the objective's own step (ADD's discriminator before the generator's, VSD's fake score after it) and the
+row records the objective. ADD's DINO / DINOv2 come from ``--dino`` / ``--dinov2`` (hub ids or folders); ``random``
+writes full-size random ViT-S/16 and DINOv2-S/14 into ``.cache/`` (same compute, no download).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class Bench:
     mixed_precision: str
     teacher_dtype: str
     flops_per_image: dict  # (stage, crop) -> model FLOPs of one step at batch 1
+    extras: object = None  # the objective's step and the EMA (pisasr/training/aux.py)
+    objective: str = "csd"
 
     @property
     def device(self) -> torch.device:
@@ -56,7 +64,12 @@ class Bench:
 
 
 def build(
-    base: str, mixed_precision: str = "no", device: str = "auto", teacher_dtype: str | None = None
+    base: str,
+    mixed_precision: str = "no",
+    device: str = "auto",
+    teacher_dtype: str | None = None,
+    objective: str = "csd",
+    vits: tuple[str, str] | None = None,
 ) -> Bench:
     """The training code's model and optimizer on ``base`` (teacher too), for both stages; the teacher's weights
     in ``teacher_dtype`` (default: the config's, fp32, run under the step's autocast)."""
@@ -67,22 +80,26 @@ def build(
     from pisasr.devices import resolve_device
     from pisasr.model.dual_lora import ADAPTERS
     from pisasr.training.loop import build_model
+    from pisasr.training.objectives import build_extras
     from pisasr.training.optim import build_optimizer
 
     cfg = load_config(
         REPO / "configs/train_official_sd21.yaml",
         [f"model.base={base}", f"train.csd.teacher={base}", "train.lpips_vgg_pretrained=false",
-         f"train.mixed_precision={mixed_precision!r}", *([f"train.csd.dtype={teacher_dtype}"] * bool(teacher_dtype))],
+         f"train.mixed_precision={mixed_precision!r}", *([f"train.csd.dtype={teacher_dtype}"] * bool(teacher_dtype)),
+         f"train.sem_objective={objective}", *([f"train.add.dino={vits[0]}", f"train.add.dinov2={vits[1]}"] if vits else [])],
     )  # fmt: skip
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=resolve_device(device).type == "cpu")
     model, dual = build_model(cfg, accelerator, None, needs_sem=True)
+    extras = build_extras(cfg, accelerator, model.objective, dual)
     params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
     optimizer = accelerator.prepare(build_optimizer(params, cfg.train))
     degradation = load_degradation(REPO / cfg.data.degradation.config)
     degrader = Degrader(degradation, accelerator.device)
     return Bench(
-        accelerator, model, dual, optimizer, degrader, degradation, mixed_precision, cfg.train.csd.dtype, {}
-    )
+        accelerator, model, dual, optimizer, degrader, degradation, mixed_precision, cfg.train.csd.dtype, {},
+        extras, objective,
+    )  # fmt: skip
 
 
 def _batch(bench: Bench, batch: int, crop: int) -> tuple[torch.Tensor, dict]:
@@ -104,14 +121,20 @@ def _degrade(bench: Bench, gt: torch.Tensor, kernels: dict, generator: torch.Gen
 def _optimize(
     bench: Bench, stage: str, lq: torch.Tensor, gt: torch.Tensor, generator: torch.Generator
 ) -> None:
-    """Losses, backward, clipping and AdamW, as one optimizer step of the training loop (one process)."""
-    acc = bench.accelerator
+    """Losses, backward, clipping and AdamW, as one optimizer step of the training loop (one process), with the
+    objective's own step before or after it."""
+    acc, before = bench.accelerator, bench.extras.before_objective if bench.extras else None
     with acc.autocast():
-        losses = bench.model.losses(stage, lq * 2 - 1, gt * 2 - 1, ["a photo"] * gt.shape[0], generator)
+        losses = bench.model.losses(
+            stage, lq * 2 - 1, gt * 2 - 1, ["a photo"] * gt.shape[0], generator, before
+        )
+    context = losses.pop("context", None)
     acc.backward(losses["loss"])
     acc.clip_grad_norm_(bench.dual.trainable_parameters(), 1.0)
     bench.optimizer.step()
     bench.optimizer.zero_grad(set_to_none=True)
+    if bench.extras is not None:
+        bench.extras.after_generator_step(context, True)
 
 
 def _step(bench: Bench, stage: str, gt: torch.Tensor, kernels: dict) -> None:
@@ -168,7 +191,8 @@ def measure(
     row = {"machine": machine(), "suite": "train_bench", "device": str(bench.device), "stage": stage,
            "batch": batch, "crop": crop, "mixed_precision": bench.mixed_precision,
            "teacher_dtype": bench.teacher_dtype,
-           "gradient_checkpointing": checkpointing, "compiled": compiled}  # fmt: skip
+           "gradient_checkpointing": checkpointing, "compiled": compiled,
+           "objective": bench.objective if stage == "sem" else "-"}  # fmt: skip
     try:
         flops = model_flops(bench, stage, crop) * batch
         if checkpointing:
@@ -201,8 +225,8 @@ def markdown(rows: list[dict]) -> str:
     """The table of ``rows`` (as appended to the JSONL log)."""
     lines = [
         "| stage | batch | precision | grad. ckpt | compiled UNet | ms / step | images/s | peak GB | TFLOP / step "
-        "| MFU | matmul TFLOP/s | degradation images/s |",
-        "|" + " --- |" * 12,
+        "| MFU | matmul TFLOP/s | degradation images/s | objective |",
+        "|" + " --- |" * 13,
     ]
     for r in rows:
         head = (
@@ -210,12 +234,12 @@ def markdown(rows: list[dict]) -> str:
         )
         head += f"{_yes(r['compiled'])} |"
         if r.get("oom"):
-            lines.append(head + " out of memory |" + " |" * 7)
+            lines.append(head + " out of memory |" + " |" * 7 + f" {r.get('objective', 'csd')} |")
             continue
         lines.append(
             head + f" {r['ms_per_step']} | {r['images_per_s']:.3g} | {r['peak_memory_gb']} | "
             f"{r['tflop_per_step']:.3g} | {100 * r['mfu']:.1f}% | {r['matmul_peak_tflops']:.3g} | "
-            f"{r['degradation_images_per_s']:.3g} |"
+            f"{r['degradation_images_per_s']:.3g} | {r.get('objective', 'csd')} |"
         )
     return "\n".join(lines)
 
@@ -255,6 +279,9 @@ def main(argv=None) -> None:
     p.add_argument("--batches", default="1", help="per-device batch sizes, e.g. 1,4,8")
     p.add_argument("--teacher_dtype", choices=["fp32", "fp16", "bf16"], help="default: the config's (fp32)")
     p.add_argument("--crop", type=int, default=512)
+    p.add_argument("--objective", default="csd", help="train.sem_objective: csd, vsd, add or a comma list")
+    p.add_argument("--dino", default="random", help="add: DINO ViT-S/16 (hub id, folder, or random)")
+    p.add_argument("--dinov2", default="random", help="add: DINOv2-S/14 (hub id, folder, or random)")
     p.add_argument(
         "--gradient_checkpointing", nargs="?", const="on", default="off", choices=["off", "on", "both"]
     )
@@ -270,11 +297,45 @@ def main(argv=None) -> None:
 
     quiet_libraries()
     torch.set_flush_denormal(True)
-    start = time.perf_counter()
-    bench = build(args.base, args.mixed_precision, args.device, args.teacher_dtype)
-    print(f"built in {time.perf_counter() - start:.0f} s on {bench.device}", flush=True)
-    peak = matmul_peak_tflops(bench.device, AUTOCAST_DTYPES[args.mixed_precision])
+    peak = matmul_peak_tflops(resolve_bench_device(args.device), AUTOCAST_DTYPES[args.mixed_precision])
     checkpointing = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]
+    rows = []
+    for objective in args.objective.split(","):
+        start = time.perf_counter()
+        vits = _vits(args.dino, args.dinov2) if objective == "add" else None
+        bench = build(args.base, args.mixed_precision, args.device, args.teacher_dtype, objective, vits)
+        print(f"{objective}: built in {time.perf_counter() - start:.0f} s on {bench.device}", flush=True)
+        rows += _grid(bench, args, checkpointing, peak)
+        del bench
+        gc.collect()
+    table = markdown(rows)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+
+
+def resolve_bench_device(device: str) -> torch.device:
+    from pisasr.devices import resolve_device
+
+    return resolve_device(device)
+
+
+def _vits(dino: str, dinov2: str) -> tuple[str, str]:
+    """``random``: full-size random ViT-S/16 / DINOv2-S/14 under .cache/ (written once)."""
+    from pisasr.model.tiny_vit import make_tiny_dino, make_tiny_dinov2
+
+    if dino == "random":
+        dino = str(REPO / ".cache/random-dino-vits16")
+        if not Path(dino, "config.json").is_file():
+            make_tiny_dino(dino, hidden=384)
+    if dinov2 == "random":
+        dinov2 = str(REPO / ".cache/random-dinov2-small")
+        if not Path(dinov2, "config.json").is_file():
+            make_tiny_dinov2(dinov2, hidden=384)
+    return dino, dinov2
+
+
+def _grid(bench: Bench, args, checkpointing: list[bool], peak: float) -> list[dict]:
     rows = []
     for compiled in (False, True) if args.compile else (False,):
         if compiled:
@@ -287,10 +348,7 @@ def main(argv=None) -> None:
                     )
                     append_row(args.log, row)
                     rows.append(row)
-    table = markdown(rows)
-    print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -215,6 +215,43 @@ class CSDConfig:
 
 
 @dataclass
+class VSDConfig:
+    """OSEDiff's variational score distillation (pisasr/losses/vsd.py). Prompts: train.csd's rules."""
+
+    teacher: str | None = None  # null: train.csd.teacher (the same frozen SD teacher)
+    dtype: str | None = None  # the teacher's weights; null: train.csd.dtype
+    guidance_scale: float = 7.5
+    t_min: int = 20  # generator term: t uniform in [t_min, t_max)
+    t_max: int = 980
+    fake_rank: int = 4  # the fake score: a LoRA on the teacher (gaussian init: starts equal to it)
+    fake_alpha: float = 8.0  # OSEDiff leaves peft's default lora_alpha (8)
+    fake_weight: float = 1.0  # lambda_vsd_lora: weight of the fake score's epsilon-MSE
+    learning_rate: float = 5e-5  # its own AdamW, stepped after the generator's
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class ADDConfig:
+    """AddSR's timestep-adaptive adversarial diffusion distillation (pisasr/losses/add.py)."""
+
+    teacher: str | None = None  # null: train.csd.teacher (frozen SD, prompted with the HR caption)
+    dtype: str | None = None  # null: train.csd.dtype
+    dino: str = "facebook/dino-vits16"  # the discriminator's frozen features (hub id or local folder)
+    dinov2: str = "facebook/dinov2-small"  # the condition: CLS token on the LR image
+    adversarial_weight: float = 0.02
+    distillation_weight: float = 1.0
+    teacher_draws: int = 4  # timesteps tau per sample for the distillation term
+    student_step: int = 4  # TA weight 0.5 * 2.1 ** (s - 1); a one-step student is s = 4
+    crop_prob: float = 0.5  # random 224 crop before the discriminator (when the image is larger)
+    learning_rate: float = 2e-5  # the discriminator heads' AdamW
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 1e-2
+    max_grad_norm: float | None = None  # AddSR does not clip the discriminator
+
+
+@dataclass
 class TrainConfig:
     output_dir: str = "outputs/train"
     stage: str = "both"  # pix | sem | both
@@ -236,6 +273,14 @@ class TrainConfig:
     lambda_l2: float = 1.0
     lambda_lpips: float = 2.0
     lambda_csd: float = 1.0
+    # The semantic stage's distillation objective (docs/objectives.md): csd (PiSA-SR), vsd (OSEDiff), add (AddSR);
+    # its weight is lambda_<name>, its options train.<name>.
+    sem_objective: str = "csd"
+    lambda_vsd: float = 1.0
+    lambda_add: float = 1.0
+    # Exponential moving average of the trained adapters (AddSR: 0.99); null: off. When on, final/ and the
+    # checkpoints' adapter files hold the EMA weights; the live weights are in the training state.
+    ema_decay: float | None = None
     # Chance that the generator's prompts are dropped to "": drawn once per batch (all or none), as the official
     # code; true draws per sample. CSD's positive prompt always keeps the caption.
     null_text_ratio: float = 0.5
@@ -259,6 +304,8 @@ class TrainConfig:
     # LPIPS on VGG16 with ImageNet weights (downloaded by torchvision once); false: random VGG, smoke runs only.
     lpips_vgg_pretrained: bool = True
     csd: CSDConfig = field(default_factory=CSDConfig)
+    vsd: VSDConfig = field(default_factory=VSDConfig)
+    add: ADDConfig = field(default_factory=ADDConfig)
 
 
 @dataclass
@@ -287,6 +334,9 @@ _CHOICES = {
     "train.stage": ("pix", "sem", "both"),
     "train.mixed_precision": ("no", "fp16", "bf16"),
     "train.csd.dtype": ("fp32", "fp16", "bf16"),
+    "train.sem_objective": ("csd", "vsd", "add"),
+    "train.vsd.dtype": (None, "fp32", "fp16", "bf16"),
+    "train.add.dtype": (None, "fp32", "fp16", "bf16"),
     "data.small_images": ("skip", "upscale"),
     "data.lq_upsample": ("random", "bicubic"),
 }
@@ -385,10 +435,26 @@ def validate(cfg: DictConfig) -> None:
     if tagger.top_k < 1:
         raise ConfigError(f"data.tagger.top_k={tagger.top_k} must be >= 1")
     _validate_preemption(cfg.train)
+    _validate_objectives(cfg.train)
     m = cfg.model
     for name in ("rank_pix", "rank_sem"):
         if getattr(m, name) < 1:
             raise ConfigError(f"model.{name}={getattr(m, name)} must be >= 1")
+
+
+def _validate_objectives(t: DictConfig) -> None:
+    if t.ema_decay is not None and not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay={t.ema_decay} must be in [0, 1) (or null: off)")
+    if not 0 <= t.vsd.t_min < t.vsd.t_max <= 1000:
+        raise ConfigError(
+            f"train.vsd.t_min={t.vsd.t_min}, t_max={t.vsd.t_max}: need 0 <= t_min < t_max <= 1000"
+        )
+    if t.vsd.fake_rank < 1 or t.add.teacher_draws < 1 or not 1 <= t.add.student_step <= 4:
+        raise ConfigError(
+            "train.vsd.fake_rank and train.add.teacher_draws must be >= 1, train.add.student_step in 1..4"
+        )
+    if not 0 <= t.add.crop_prob <= 1:
+        raise ConfigError(f"train.add.crop_prob={t.add.crop_prob} must be in [0, 1]")
 
 
 # Signals train.preempt_signals may name (the ones a scheduler sends as a warning).

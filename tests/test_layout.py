@@ -77,12 +77,18 @@ def test_imports_run_only_downwards():
         for line, module in imported_modules(path):
             target = group_of(module)
             if target != own and LAYER[target] >= LAYER[own]:
-                wrong.append(f"{relative}:{line} ({own}, layer {LAYER[own]}) imports {module} (layer {LAYER[target]})")
+                wrong.append(
+                    f"{relative}:{line} ({own}, layer {LAYER[own]}) imports {module} (layer {LAYER[target]})"
+                )
     assert not wrong, "\n".join(wrong)
 
 
 def test_no_package_module_is_over_500_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in package_modules() if (n := len(p.read_text().splitlines())) > 500}
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in package_modules()
+        if (n := len(p.read_text().splitlines())) > 500
+    }
     assert not long, long
 
 

@@ -32,6 +32,7 @@ from pisasr.io.files import check_writable
 from pisasr.model.checkpoint import AdapterCheckpoint, load_checkpoint, save_checkpoint
 from pisasr.model.dual_lora import ADAPTERS, DualLoRA
 from pisasr.training import checkpoints as ckpts
+from pisasr.training.aux import all_reduce_grads as _all_reduce_grads
 from pisasr.training.data_order import epoch_batches, make_loader
 from pisasr.training.preemption import Preempted, PreemptedBeforeStart, PreemptionWatch, mark_preempted
 from pisasr.training.resume import restore
@@ -112,11 +113,10 @@ def _cast_trainable(dual: DualLoRA, weight_dtype: torch.dtype) -> None:
 
 
 def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None, needs_sem: bool):
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    from pisasr.losses import CSDLoss, make_lpips
-    from pisasr.model.base import _load_failure, ensure_tiny_base, load_base
+    from pisasr.losses import make_lpips
+    from pisasr.model.base import ensure_tiny_base, load_base
     from pisasr.training.model import LossWeights, PiSATrainModel
+    from pisasr.training.objectives import build_objective
 
     m, t = cfg.model, cfg.train
     weight_dtype = MIXED_PRECISION_DTYPES[t.mixed_precision]
@@ -138,22 +138,10 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
     base.text_encoder.to(accelerator.device)
     if t.gradient_checkpointing:
         base.unet.enable_gradient_checkpointing()
-    lpips = csd = None
+    lpips = csd = objective = None
     if needs_sem:
         lpips = make_lpips(t.lpips_vgg_pretrained).to(accelerator.device)
-        teacher_dtype = MIXED_PRECISION_DTYPES[{"fp32": "no"}.get(t.csd.dtype, t.csd.dtype)]
-        with accelerator.main_process_first():
-            if m.tiny_base_if_missing and t.csd.teacher == m.base:
-                ensure_tiny_base(t.csd.teacher)
-            try:
-                teacher = UNet2DConditionModel.from_pretrained(
-                    t.csd.teacher, subfolder="unet", torch_dtype=teacher_dtype
-                )
-                scheduler = DDPMScheduler.from_pretrained(t.csd.teacher, subfolder="scheduler")
-            except (OSError, ValueError) as exc:
-                raise _load_failure(t.csd.teacher, exc) from None
-        teacher.requires_grad_(False).eval().to(accelerator.device)
-        csd = CSDLoss(teacher, scheduler, t.csd.guidance_scale, t.csd.t_min_ratio, t.csd.t_max_ratio)
+        objective, csd = build_objective(cfg, accelerator)  # train.sem_objective (training/objectives.py)
     model = PiSATrainModel(
         base,
         dual,
@@ -167,6 +155,7 @@ def build_model(cfg: DictConfig, accelerator, pix_ckpt: AdapterCheckpoint | None
         null_text_per_sample=t.null_text_per_sample,
         vae_sample=t.vae_sample,
         timestep=m.timestep,
+        objective=objective,
     )
     return model, dual
 
@@ -191,19 +180,6 @@ def build_tagger(cfg: DictConfig, accelerator, tags: list[str]):
 
 def step_generator(seed: int, micro_batch: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + micro_batch * 1_009 + rank)
-
-
-def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator) -> None:
-    grads = [p.grad for p in params if p.grad is not None]
-    if accelerator.num_processes == 1 or not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= accelerator.num_processes
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def run_training(cfg: DictConfig, watch: PreemptionWatch | None = None) -> Path:
@@ -231,6 +207,7 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
 
     from pisasr.data.degradation import Degrader, training_input
     from pisasr.devices import resolve_device
+    from pisasr.training.objectives import build_extras
     from pisasr.training.optim import build_optimizer
 
     t = cfg.train
@@ -262,6 +239,7 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
         )
     model, dual = build_model(cfg, accelerator, pix_ckpt, needs_sem)
     tagger = build_tagger(cfg, accelerator, tags) if tags else None
+    extras = build_extras(cfg, accelerator, model.objective if needs_sem else None, dual)  # aux network, EMA
     lora_params = [p for name in ADAPTERS for p in dual.adapter_parameters(name)]
     optimizer = build_optimizer(lora_params, t)
     lr_scheduler = get_scheduler("constant", optimizer)
@@ -280,6 +258,7 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
     restored = restore(accelerator, candidates, dual)
     if restored is not None:
         resume, state = restored
+        extras.after_restore()  # the live adapters (the adapter file holds the EMA when it is on)
         _cast_trainable(dual, MIXED_PRECISION_DTYPES[t.mixed_precision])
         step, batches_seen, run_id = state["step"], state["batches_seen"], state.get("run_id") or run_id
     run_id = broadcast_object_list([run_id])[0]
@@ -304,7 +283,7 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
 
     def checkpoint() -> Path | None:
         state = {"step": step, "stage": dual.stage, "batches_seen": batches_seen, "run_id": run_id}
-        return save(accelerator, cfg, dual, state, model.base.fingerprint)
+        return save(accelerator, cfg, dual, state, model.base.fingerprint, extras)
 
     watch.enter("training")
     try:
@@ -322,7 +301,10 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
                     lq = training_input(degrader, gt, kernels, generator, cfg.data.lq_upsample)
                     prompts = tagger(gt) if tagger is not None else list(batch["prompt"])
                     with accelerator.autocast():
-                        losses = model.losses(stage, lq * 2 - 1, gt * 2 - 1, prompts, generator)
+                        losses = model.losses(
+                            stage, lq * 2 - 1, gt * 2 - 1, prompts, generator, extras.before_objective
+                        )
+                    context = losses.pop("context", None)  # the objective's step after the generator's
                     _stop_unless_finite(accelerator, losses["loss"], step, stage, last_good)
                     accelerator.backward(losses["loss"])
                     if accelerator.sync_gradients:
@@ -332,13 +314,16 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
                     optimizer.step()
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
+                    losses.update(extras.after_generator_step(context, accelerator.sync_gradients))
                 batches_seen += 1
                 skipped_files += int(batch["skipped"].sum())
                 images_since += gt.shape[0] * accelerator.num_processes
                 if not accelerator.sync_gradients:
                     continue
                 step += 1
-                if step == last:  # a signal from here on lets the run finish: its last checkpoint, final/, exit 0
+                if (
+                    step == last
+                ):  # a signal from here on lets the run finish: its last checkpoint, final/, exit 0
                     watch.enter("final")
                 progress.update(1)
                 if step % t.log_every == 0 or step == last:
@@ -370,14 +355,15 @@ def _train(cfg: DictConfig, watch: PreemptionWatch) -> Path:
     watch.enter("final")  # a signal from here on is noted: final/ is written and the run ends with 0
     final = out / "final"
     if accelerator.is_main_process:
-        save_checkpoint(
-            dual,
-            final,
-            base_model=cfg.model.base,
-            base_fingerprint=model.base.fingerprint,
-            timestep=cfg.model.timestep,
-            extra={"step": step},
-        )
+        with extras.inference_weights():
+            save_checkpoint(
+                dual,
+                final,
+                base_model=cfg.model.base,
+                base_fingerprint=model.base.fingerprint,
+                timestep=cfg.model.timestep,
+                extra={"step": step},
+            )
         if skipped_files:
             print(
                 f"warning: {skipped_files} unreadable or too small training files were skipped",

@@ -1,8 +1,9 @@
 """What one training step computes, for either stage, independent of processes and checkpoints.
 
 ``pix`` stage: ``z_H = z_L - eps_pix`` and ``lambda_l2 * MSE(decode(z_H), x_HR)``; no LPIPS, no CSD, and the
-teacher is never run. ``sem`` stage: ``z_H = z_L - eps_full`` and ``lambda_l2 * L2 + lambda_lpips * LPIPS +
-lambda_csd * CSD``. Images are in [-1, 1]; the decoded prediction is clamped to [-1, 1] before L2 and LPIPS, as
+teacher is never run. ``sem`` stage: ``z_H = z_L - eps_full`` and ``lambda_l2 * L2 + lambda_lpips * LPIPS +`` the
+semantic objective's weighted term (``train.sem_objective``, ``pisasr/losses/objectives.py``; by default
+``lambda_csd * CSD``). Images are in [-1, 1]; the decoded prediction is clamped to [-1, 1] before L2 and LPIPS, as
 the official code. Prompts follow the official code too: the caption becomes ``f"{caption}, {suffix}"`` for
 both the generator and CSD's positive branch (an empty caption gives just the suffix, or with
 ``join_empty_caption`` the official ``", "`` + suffix), and the generator's prompts are dropped to "" all together with
@@ -12,12 +13,14 @@ noise) comes from the generator passed in, so a step is a pure function of weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from pisasr.losses.csd import CSDLoss
+from pisasr.losses.objectives import CSDObjective, ObjectiveContext, SemanticObjective
 from pisasr.model.base import FrozenBase, encode_prompts
 from pisasr.model.dual_lora import DualLoRA
 
@@ -45,8 +48,11 @@ class PiSATrainModel:
         null_text_per_sample: bool = False,
         vae_sample: bool = True,
         timestep: int = 1,
+        objective: SemanticObjective | None = None,
     ):
         self.base, self.dual, self.lpips, self.csd, self.weights = base, dual, lpips, csd, weights
+        # ``csd`` alone (the default objective) is CSD weighted by ``weights.csd``
+        self.objective = objective or (CSDObjective(csd, weights.csd) if csd is not None else None)
         self.positive_suffix, self.null_text_ratio = positive_suffix, null_text_ratio
         self.join_empty_caption = join_empty_caption
         self.null_text_per_sample = null_text_per_sample
@@ -94,10 +100,25 @@ class PiSATrainModel:
                 z = dist.mode()
         return z * vae.config.scaling_factor
 
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> images in [-1, 1] (clamped), as the prediction is decoded."""
+        vae = self.base.vae
+        image = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
+        return image.float().clamp(-1, 1)
+
     def losses(
-        self, stage: str, lq: torch.Tensor, gt: torch.Tensor, prompts: list[str], generator: torch.Generator
+        self,
+        stage: str,
+        lq: torch.Tensor,
+        gt: torch.Tensor,
+        prompts: list[str],
+        generator: torch.Generator,
+        before_objective: Callable[[ObjectiveContext], dict] | None = None,
     ) -> dict:
-        """lq (model input, upsampled) and gt in [-1, 1], [B, 3, H, W]. Returns the total loss and its parts."""
+        """lq (model input, upsampled) and gt in [-1, 1], [B, 3, H, W]. Returns the total loss and its parts; in
+        stage sem also ``context``, the objective's ``ObjectiveContext`` (for its step after the generator's).
+        ``before_objective(context)`` runs between the generator's forward and the objective's term (ADD's
+        discriminator step); the parts it returns are added to the output."""
         vae, unet = self.base.vae, self.base.unet
         z_lr = self.encode(lq, generator)
         prompts = [self.positive_prompt(p) for p in prompts]
@@ -112,8 +133,13 @@ class PiSATrainModel:
             out["lpips"] = self.lpips(pred, gt.float()).mean()
             positive = self.embed(prompts)
             negative = self.embed([self.negative_prompt] * len(prompts))
-            out["csd"] = self.csd(z_hr, positive, negative, generator)
-            total = total + self.weights.lpips * out["lpips"] + self.weights.csd * out["csd"]
+            ctx = ObjectiveContext(z_hr, pred, gt.float(), lq, positive, negative, generator, self.decode)
+            if before_objective is not None:
+                out.update(before_objective(ctx))
+            weighted, parts = self.objective.generator_loss(ctx)
+            out.update(parts)
+            total = total + self.weights.lpips * out["lpips"] + weighted
+            out["context"] = ctx
         out["loss"] = total
         out["pred"] = pred.detach()
         return out
