@@ -330,7 +330,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_base, trained_checkpoint,
 def test_a_failed_export_leaves_nothing(tiny_base, trained_checkpoint, tmp_path, monkeypatch):
     import pisasr.export.to_diffusers as to_diffusers
 
-    def fail(*args, **kwargs):
+    def fail(info, folder):
+        assert (folder / "unet").is_dir() and not (tmp_path / "d").exists()  # written aside, not yet visible
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(to_diffusers.ExportInfo, "write", fail)

@@ -17,7 +17,6 @@ FLAGS = {
     "weights": "model.weights",
     "base": "model.base",
     "prompt": "inference.prompt",
-    "dtype": "inference.dtype",
 }
 
 
@@ -35,9 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda_pix", type=float, help="diffusers/onnx: pixel-level strength to build in")
     p.add_argument("--lambda_sem", type=float, help="diffusers/onnx: semantic-level strength to build in")
     p.add_argument("--prompt", help="prompt whose embedding is built in (default: empty, as the paper)")
-    p.add_argument(
-        "--dtype", choices=["fp32", "fp16", "bf16"], help="diffusers: weights' dtype (default fp32)"
-    )
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
     return p
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
 from pisasr.errors import ConfigError
 
 FORMATS = ("official", "lora", "diffusers", "onnx")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def export(
@@ -110,8 +108,7 @@ def _export_merged(source, to: str, out: Path, lambda_pix: float | None, lambda_
     opset = None
     with staged_folder(out) as tmp:
         if to == "diffusers":
-            dtype = DTYPES[cfg.inference.dtype]
-            write_diffusers(source.dual, source.base.vae, embeds, plan, tmp, dtype)
+            write_diffusers(source.dual, source.base.vae, embeds, plan, tmp)
         else:
             from pisasr.export.to_onnx import OPSET, write_onnx
 

@@ -93,10 +93,10 @@ def write_diffusers(
     prompt_embeds: torch.Tensor,
     plan: dict[str, UNetPart],
     folder: Path,
-    dtype: torch.dtype,
 ) -> None:
-    """``folder/<unet>/`` for each part of ``plan``, ``folder/vae/`` and ``folder/prompt_embeds.safetensors``."""
+    """``folder/<unet>/`` for each part of ``plan``, ``folder/vae/`` and ``folder/prompt_embeds.safetensors``, all
+    float32 (merged in float32 as pisasr merges; pass ``torch_dtype`` when loading for half precision)."""
     for name, part in plan.items():
-        merged_unet(dual, part.adapters, part.scale).to(dtype).save_pretrained(folder / name)
-    vae.to(dtype).save_pretrained(folder / "vae")
-    save_file({"prompt_embeds": prompt_embeds.to(dtype).contiguous()}, str(folder / PROMPT_FILE))
+        merged_unet(dual, part.adapters, part.scale).save_pretrained(folder / name)
+    vae.save_pretrained(folder / "vae")
+    save_file({"prompt_embeds": prompt_embeds.float().contiguous()}, str(folder / PROMPT_FILE))
