@@ -296,6 +296,10 @@ def test_model_cards_describe_the_export(tiny_base, trained_checkpoint, tmp_path
             assert fragment in text, (card, fragment)
     assert "| (lambda_pix, lambda_sem) | (0.6, 1.4) |" in (merged / "README.md").read_text()
     assert 'load_lora_weights("../pix"' in (lora / "sem" / "README.md").read_text()
+    from pisasr.fileio import current_umask
+
+    modes = {oct(f.stat().st_mode & 0o777) for f in [*lora.rglob("*"), *merged.rglob("*")] if f.is_file()}
+    assert modes == {oct(0o666 & ~current_umask())}  # as any other tool's files, not private
 
 
 def _export_cli(*args) -> int:

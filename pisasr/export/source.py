@@ -78,7 +78,10 @@ def staged_folder(out: Path) -> Iterator[Path]:
     try:
         yield tmp
         check_output_free(out)  # made by someone else meanwhile
-        os.chmod(tmp, 0o777 & ~_umask())
+        mask = _umask()
+        for path in tmp.rglob("*"):  # some writers (safetensors, onnx) create files private, 0600
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
         os.rename(tmp, out)
     finally:
         if tmp.exists():
