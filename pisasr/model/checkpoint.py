@@ -31,6 +31,24 @@ WEIGHTS_NAME = "pisasr_adapters.safetensors"
 META_NAME = "pisasr_adapters.json"
 OFFICIAL_ALPHA = 8.0  # PEFT's default lora_alpha, which the official training code left unset
 _OFFICIAL_KEY = re.compile(r"\.default_(encoder|decoder|others)_(pix|sem)\.")
+OFFICIAL_PARTS = ("encoder", "decoder", "others")
+
+
+def official_part(module: str) -> str:
+    """The official adapter group of a UNet layer: ``down_blocks``/``conv_in`` -> encoder, ``up_blocks``/
+    ``conv_out`` -> decoder, anything else -> others (official ``pisasr.py``, ``initialize_unet``, L48-63)."""
+    if "down_blocks" in module or "conv_in" in module:
+        return "encoder"
+    if "up_blocks" in module or "conv_out" in module:
+        return "decoder"
+    return "others"
+
+
+def official_key(key: str, name: str) -> str:
+    """Our PEFT key of adapter ``name`` -> the official one, the inverse of what ``load_official_pkl`` strips:
+    ``X.lora_A.weight`` -> ``X.lora_A.default_<part>_<name>.weight``."""
+    head, _, tail = key.rpartition(".")
+    return f"{head}.default_{official_part(key.split('.lora_')[0])}_{name}.{tail}"
 
 
 @dataclass
@@ -143,7 +161,10 @@ def load_checkpoint(path: str | os.PathLike) -> AdapterCheckpoint:
         raise ModelLoadError(
             f"{file}: safetensors file without pisasr metadata; it is not a pisasr adapter checkpoint"
         )
-    meta = CheckpointMeta(**json.loads(header["pisasr"]))
+    try:
+        meta = CheckpointMeta(**json.loads(header["pisasr"]))
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{file}: unreadable pisasr metadata ({str(exc).splitlines()[0]})") from None
     if meta.format_version > FORMAT_VERSION:
         raise ModelLoadError(
             f"{file}: checkpoint format {meta.format_version} is newer than this pisasr ({FORMAT_VERSION}); upgrade pisasr"

@@ -1,0 +1,94 @@
+"""What every export starts from: the checkpoint, checked against the config's base, on that base's UNet; and
+how every export ends: written under a temporary name beside the output, renamed when complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from pisasr.errors import ConfigError
+from pisasr.model.base import FrozenBase, encode_prompts, ensure_tiny_base, load_base, load_text_encoder
+from pisasr.model.checkpoint import AdapterCheckpoint, check_base, load_checkpoint
+from pisasr.model.dual_lora import DualLoRA
+
+TRAINING_CONFIG = "config.yaml"  # what a training run writes beside checkpoints/ and final/
+
+
+@dataclass
+class Source:
+    cfg: DictConfig
+    ckpt: AdapterCheckpoint
+    base: FrozenBase
+    dual: DualLoRA
+
+    @property
+    def training_config(self) -> str | None:
+        """The run's ``config.yaml`` when the weights are a run's ``final/`` or ``checkpoints/checkpoint-N``."""
+        for folder in list(self.ckpt.path.parents)[:3]:
+            if (folder / TRAINING_CONFIG).is_file():
+                return (folder / TRAINING_CONFIG).read_text()
+        return None
+
+    @torch.no_grad()
+    def prompt_embedding(self) -> torch.Tensor:
+        """The CLIP embedding of the config's prompt (empty by default, as the paper), [1, 77, C] float32."""
+        tokenizer, encoder = load_text_encoder(self.cfg.model.base, self.cfg.model.revision)
+        return encode_prompts(tokenizer, encoder, [self.cfg.inference.prompt]).float().cpu()
+
+
+def check_output_free(out: Path) -> None:
+    if out.exists() or out.is_symlink():
+        raise ConfigError(f"output {out} exists; remove it or choose another -o (an export never overwrites)")
+
+
+def load_source(cfg: DictConfig) -> Source:
+    """The checkpoint (pisasr folder/file or official .pkl) built on the config's base, in float32 on the CPU;
+    a checkpoint that is unreadable, lacks metadata or was trained on another base stops here."""
+    m = cfg.model
+    if not m.weights:
+        raise ConfigError(
+            "export needs --weights: a pisasr checkpoint (folder or .safetensors) or official .pkl"
+        )
+    ckpt = load_checkpoint(m.weights)
+    if not m.allow_base_mismatch:
+        check_base(ckpt, m.base)
+    if m.tiny_base_if_missing:
+        ensure_tiny_base(m.base)
+    base = load_base(m.base, revision=m.revision, text_encoder=False)
+    if not m.allow_base_mismatch:
+        check_base(ckpt, m.base, base.fingerprint)
+    return Source(cfg=cfg, ckpt=ckpt, base=base, dual=ckpt.build(base.unet))
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out``; renamed to ``out`` when the block ends without error,
+    removed otherwise. A reader (or a killed export) sees no folder or the complete one."""
+    check_output_free(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        check_output_free(out)  # made by someone else meanwhile
+        mask = _umask()
+        for path in tmp.rglob("*"):  # some writers (safetensors, onnx) create files private, 0600
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    from pisasr.io.files import current_umask
+
+    return current_umask()
