@@ -65,8 +65,8 @@ def main() -> None:
         export_s = time.perf_counter() - start
         gc.collect()
 
-    from pisasr.io.images import from_pil
     from pisasr import Pipeline
+    from pisasr.io.images import from_pil
 
     pipe = Pipeline.from_pretrained(args.base, args.weights, device="cpu")
     image = from_pil(lr)

@@ -194,8 +194,8 @@ def _snippet() -> str:
 
 
 def _pisasr_image(tiny_base, weights, path, pair) -> np.ndarray:
-    from pisasr.io.images import read_image, to_pil
     from pisasr import Pipeline
+    from pisasr.io.images import read_image, to_pil
 
     pipe = Pipeline.from_pretrained(tiny_base, weights, device="cpu", process_size=64)
     return np.asarray(to_pil(pipe.restore(read_image(path), [pair])[pair]), np.int16)

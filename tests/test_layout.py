@@ -18,7 +18,8 @@ LAYERS = [
     {"errors", "compat"},
     {"io", "devices"},
     {"config"},
-    {"model", "data", "losses"},
+    {"model"},
+    {"data", "losses"},  # losses use the model's LoRA targets (vsd's fake score)
     {"regions"},
     {"inference"},
     {"training", "evaluation", "demo", "export"},
