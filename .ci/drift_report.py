@@ -1,7 +1,10 @@
 """Summarise a drift run: packages whose newest release differs from the lock, and the tests that failed there.
 
 ``python .ci/drift_report.py LOCK FREEZE JUNIT_XML PYTEST_STATUS``; prints warnings only, always exits 0.
+``python .ci/drift_report.py --resolved PIP_REPORT LOCK``: exits 0, with one line, when the releases pip resolved
+(``pip install --dry-run --report``) are exactly the lock's, else 1 (then the drift environment is built).
 """
+import json
 
 import sys
 import xml.etree.ElementTree as ET
@@ -33,6 +36,19 @@ def failures(path: str) -> list[str]:
     return failed
 
 
+def same_as_lock(report: str, lock: str) -> bool:
+    installs = json.loads(Path(report).read_text())["install"]
+    resolved = {
+        m["metadata"]["name"].lower().replace("_", "-"): m["metadata"]["version"]
+        for m in installs
+        if m["metadata"]["name"].lower() != "pisasr"
+    }
+    if resolved != pins(lock):
+        return False
+    print(f"drift check: the newest releases are the lock's ({len(resolved)} packages); nothing more to test")
+    return True
+
+
 def main(lock: str, freeze: str, junit: str, status: str) -> None:
     locked, newest = pins(lock), pins(freeze)
     moved = [f"{n} {locked.get(n, '(not in the lock)')} -> {v}" for n, v in sorted(newest.items()) if locked.get(n) != v]
@@ -51,4 +67,6 @@ def main(lock: str, freeze: str, junit: str, status: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--resolved":
+        sys.exit(0 if same_as_lock(sys.argv[2], sys.argv[3]) else 1)
     main(*sys.argv[1:5])
