@@ -4,11 +4,20 @@
 ``python .ci/drift_report.py --resolved PIP_REPORT LOCK``: exits 0, with one line, when the releases pip resolved
 (``pip install --dry-run --report``) are exactly the lock's, else 1 (then the drift environment is built).
 """
-import json
 
+import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+# pisasr itself (editable) and what ``pip freeze`` leaves out of the lock
+NOT_FROZEN = {"pisasr", "pip", "setuptools", "wheel", "distribute"}
+
+
+def canonical(name: str) -> str:
+    """PEP 503 names: ``PyYAML`` and ``pyyaml``, ``zope.interface`` and ``zope-interface`` are one package."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def pins(path: str) -> dict[str, str]:
@@ -16,7 +25,7 @@ def pins(path: str) -> dict[str, str]:
     for line in Path(path).read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.split("==", 1)
-            out[name.strip().lower().replace("_", "-")] = version.strip()
+            out[canonical(name)] = version.strip()
     return out
 
 
@@ -32,16 +41,18 @@ def failures(path: str) -> list[str]:
             problem = case.find("error")
         if problem is not None:
             message = (problem.get("message") or "").splitlines()
-            failed.append(f"{case.get('classname')}::{case.get('name')}: {message[0][:160] if message else ''}")
+            failed.append(
+                f"{case.get('classname')}::{case.get('name')}: {message[0][:160] if message else ''}"
+            )
     return failed
 
 
 def same_as_lock(report: str, lock: str) -> bool:
     installs = json.loads(Path(report).read_text())["install"]
     resolved = {
-        m["metadata"]["name"].lower().replace("_", "-"): m["metadata"]["version"]
+        canonical(m["metadata"]["name"]): m["metadata"]["version"]
         for m in installs
-        if m["metadata"]["name"].lower() != "pisasr"
+        if canonical(m["metadata"]["name"]) not in NOT_FROZEN
     }
     if resolved != pins(lock):
         return False
@@ -51,10 +62,16 @@ def same_as_lock(report: str, lock: str) -> bool:
 
 def main(lock: str, freeze: str, junit: str, status: str) -> None:
     locked, newest = pins(lock), pins(freeze)
-    moved = [f"{n} {locked.get(n, '(not in the lock)')} -> {v}" for n, v in sorted(newest.items()) if locked.get(n) != v]
+    moved = [
+        f"{n} {locked.get(n, '(not in the lock)')} -> {v}"
+        for n, v in sorted(newest.items())
+        if locked.get(n) != v
+    ]
     failed = failures(junit)
     if status == "0" and not failed:
-        print(f"drift check: the fast tests pass with the newest releases ({len(moved)} package(s) past the lock)")
+        print(
+            f"drift check: the fast tests pass with the newest releases ({len(moved)} package(s) past the lock)"
+        )
         return
     print("warning: drift check: with the newest releases (not the lock) the fast tests did not all pass")
     if status == "124":

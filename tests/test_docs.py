@@ -18,8 +18,6 @@ TOP_FOLDERS = {"pisasr", "configs", "scripts", "preprocess", "benchmarks", "test
 FILE_SUFFIXES = (".py", ".yaml", ".md", ".sh", ".txt")
 # Where runs write (never in the repository): `outputs/smoke/run.json`, `OUT/<stem>...`, `output_dir/final/`.
 OUTPUT_PREFIXES = ("outputs/", "OUT/", "output_dir/")
-# Named by the docs, made by a tool, and committed when first made: accepted while absent.
-NOT_YET_COMMITTED = {"requirements-lock.txt"}  # made by .ci/refresh-lock
 
 FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[ \t]*$", re.M | re.S)
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -99,7 +97,7 @@ def test_named_repository_paths_exist(page):
     missing = [
         f"{page.relative_to(ROOT)}:{line}: `{token}`"
         for line, token in repository_paths(page)
-        if not (ROOT / token).exists() and token not in NOT_YET_COMMITTED
+        if not (ROOT / token).exists()
     ]
     assert missing == []
 
