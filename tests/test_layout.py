@@ -26,7 +26,7 @@ LAYERS = [
     {"cli", "testing"},
 ]
 LAYER = {group: level for level, groups in enumerate(LAYERS) for group in groups}
-CORE = {"config", "devices", "errors", "compat"}  # the top-level modules besides the aliases
+CORE = {"devices", "errors", "compat"}  # the top-level modules besides the aliases
 ALIASES = {"pipeline": "pisasr.inference.pipeline", "image_io": "pisasr.io.images"}
 
 
