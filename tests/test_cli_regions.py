@@ -184,7 +184,7 @@ def test_protect_faces_without_faces_is_the_scalar_output(tiny_base, trained_che
 
 
 def test_protect_hook_takes_a_callable():
-    from pisasr.regions.maps import protect
+    from pisasr.regions.detection import protect
 
     image = torch.rand(3, 20, 24)
     spec = protect((1.0, 1.5), image, lambda _: np.pad(np.ones((20, 12)), ((0, 0), (0, 12))), pair=(1.0, 0.2))

@@ -11,7 +11,8 @@ from pisasr.config import PROTECT_PAIRS
 from pisasr.inference.pipeline import Pipeline
 from pisasr.io.images import LoadedImage
 from pisasr.regions import text as text_module
-from pisasr.regions.maps import DetectionSkipped, LatentGrid, RegionMap, latent_pair, protect
+from pisasr.regions.detection import DetectionSkipped, protect
+from pisasr.regions.maps import LatentGrid, RegionMap, latent_pair
 from pisasr.regions.text import TextLine, detection_view, find_text, read_text, reading_order, text_mask
 
 GLOBAL = (1.0, 1.5)

@@ -84,7 +84,7 @@ def faces_mask(cached: Cached) -> np.ndarray:
 def text_mask(cached: Cached) -> np.ndarray:
     """Detected text on the preview (pisasr.regions.text: each line grown by a quarter of its height), as a mask
     of the preview's size; none where the detector skips the image. Needs the ``text`` extra."""
-    from pisasr.regions.maps import DetectionSkipped
+    from pisasr.regions.detection import DetectionSkipped
     from pisasr.regions.text import text_mask as detect_text
 
     try:

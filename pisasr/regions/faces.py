@@ -4,7 +4,7 @@ The detector is scikit-image's LBP frontal-face cascade (``skimage.feature.Casca
 ships inside the scikit-image wheel, ``skimage.data.lbp_frontal_face_cascade_filename()``): nothing is
 downloaded at run time. It finds frontal faces from about 24 pixels up; profiles are missed and face-like
 patterns are sometimes flagged, so the mask errs on the side of a slightly more faithful region. Any other
-detector plugs in as a callable returning a mask (``pisasr.regions.maps.protect``).
+detector plugs in as a callable returning a mask (``pisasr.regions.detection.protect``).
 """
 
 from __future__ import annotations

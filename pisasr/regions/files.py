@@ -20,16 +20,8 @@ from pisasr.config import protect_kinds
 from pisasr.errors import ImageError, plural
 from pisasr.io.files import atomic_write
 from pisasr.io.images import IMAGE_SUFFIXES
-from pisasr.regions.maps import (
-    LatentGrid,
-    RegionMap,
-    check_aspect,
-    detect_masks,
-    latent_pair,
-    protect,
-    protect_pair,
-    read_mask,
-)
+from pisasr.regions.detection import detect_masks, protect, protect_pair
+from pisasr.regions.maps import LatentGrid, RegionMap, check_aspect, latent_pair, read_mask
 
 
 def _mask_files(mask: Path) -> dict[str, Path]:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from pisasr.errors import ConfigError
-from pisasr.regions.maps import DetectionSkipped
+from pisasr.regions.detection import DetectionSkipped
 
 DETECT_SHORT_SIDE = 736  # the detector's view: short side enlarged to this...
 DETECT_MAX_SIDE = 2048  # ...but the long side never beyond this (cost: at most 2048 x 2048 pixels)
