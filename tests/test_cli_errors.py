@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,28 @@ def assert_one_error_line(done: subprocess.CompletedProcess, *fragments: str) ->
     assert len(errors) == 1 and not others, f"stderr was:\n{done.stderr}"  # pisasr's own notes may precede it
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+# Runs a script and prints, at exit, what ``sys.modules`` holds for bitsandbytes: "module" (imported), "NoneType"
+# (blocked by ``quiet_libraries``) or "str" (nothing asked for it).
+REPORT_BITSANDBYTES = (
+    "import atexit, runpy, sys; atexit.register(lambda: print('bitsandbytes:', "
+    "type(sys.modules.get('bitsandbytes', '')).__name__, file=sys.stderr)); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def test_a_command_leaves_bitsandbytes_unimported(tmp_path):
+    """pyiqa installs bitsandbytes, and diffusers, transformers and peft import it whenever it is installed; on
+    some CPUs its import then asks the hub for a kernel. pisasr never uses it, so its commands never import it."""
+    try:
+        version("bitsandbytes")
+    except PackageNotFoundError:
+        pytest.skip("bitsandbytes is not installed: nothing to keep unimported")
+    done = run(["-c", REPORT_BITSANDBYTES, "scripts/infer.py", "--config", "configs/smoke.yaml",
+                "-o", str(tmp_path / "out")], tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "bitsandbytes: NoneType", done.stderr
 
 
 def test_infer_missing_weights(tmp_path):
