@@ -57,7 +57,8 @@ def vsd(tiny_base):
     teacher = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
     pristine = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
     scheduler = DDPMScheduler.from_pretrained(tiny_base, subfolder="scheduler")
-    return VSDObjective(teacher, scheduler, weight=1.0, guidance_scale=7.5), pristine
+    # weights other than 1: a dropped or swapped weight changes the values
+    return VSDObjective(teacher, scheduler, weight=1.5, guidance_scale=7.5, fake_weight=0.7), pristine
 
 
 def eps_of(unet, noisy, t, emb, fake: bool):
@@ -119,9 +120,9 @@ def test_vsd_generator_loss_and_gradient_match_osediff(vsd):
     real = x0(e_neg + 7.5 * (e_pos - e_neg), noisy, t)
     w = (z.detach() - real).abs().mean(dim=(1, 2, 3), keepdim=True)
     grad = (fake - real) / w
-    close(loss.detach(), (grad**2).mean(), "VSD loss")
-    close(parts["vsd"].detach(), (grad**2).mean(), "VSD part")
-    close(z.grad, 2 * grad / z.numel(), "VSD gradient")
+    close(loss.detach(), 1.5 * (grad**2).mean(), "VSD loss (weight 1.5)")
+    close(parts["vsd"].detach(), (grad**2).mean(), "VSD part (unweighted)")
+    close(z.grad, 1.5 * 2 * grad / z.numel(), "VSD gradient")
 
 
 def test_vsd_fake_score_loss_is_plain_epsilon_mse_off_the_generator(vsd):
@@ -142,7 +143,7 @@ def test_vsd_fake_score_loss_is_plain_epsilon_mse_off_the_generator(vsd):
     a = alphas_cumprod()[t].view(-1, 1, 1, 1)
     noisy = a.sqrt() * z.detach() + (1 - a).sqrt() * noise
     expected = ((eps_of(objective.teacher, noisy, t, ctx.positive, fake=True) - noise) ** 2).mean()
-    close(loss.detach(), expected, "fake-score loss")
+    close(loss.detach(), 0.7 * expected, "fake-score loss (fake_weight 0.7)")
 
 
 # -- add ----------------------------------------------------------------------------------------------------------
@@ -187,6 +188,27 @@ def test_discriminator_heads_give_five_maps_of_196_logits(tiny_dino):
     for size in (224, 256, 64):
         assert d(torch.rand(2, 3, size, size) * 2 - 1, c, g).shape == (2, 5 * 196)
     assert sum(p.requires_grad for p in d.features.parameters()) == 0
+
+
+def test_dino_features_are_blocks_2_5_8_11_and_the_embedding_with_the_cls_token_added(tiny_dino):
+    """AddSR's (ADD's) discriminator reads the ViT-S/16 after blocks 2, 5, 8, 11 (0-based) and its patch embedding,
+    each token plus the CLS token, from the image area-resized to 224 and ImageNet-normalised."""
+    from pisasr.losses.discriminator import DinoFeatures, load_vit
+
+    features = DinoFeatures(load_vit(tiny_dino[0], "dino"))
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    maps = features(x)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normed = (torch.nn.functional.interpolate(x, size=224, mode="area") - mean) / std
+    with torch.no_grad():
+        hidden = features.vit(pixel_values=normed, output_hidden_states=True).hidden_states
+    assert len(maps) == 5
+    for got, index in zip(
+        maps, (3, 6, 9, 12, 0)
+    ):  # hidden_states[0] is the embedding, [i + 1] block i's output
+        tokens = hidden[index]
+        close(got, (tokens[:, 1:] + tokens[:, :1]).transpose(1, 2), f"DINO map from hidden state {index}")
 
 
 def test_missing_dino_model_is_one_line():
@@ -373,6 +395,41 @@ def test_objective_config_defaults_and_choices():
     for bad in ("train.sem_objective=gan", "train.ema_decay=1.5", "train.vsd.t_max=1001"):
         with pytest.raises(ConfigError):
             load_config("configs/smoke.yaml", [bad])
+
+
+@pytest.mark.parametrize("name", ["vsd", "add"])
+def test_built_objectives_take_the_configs_weights_and_ranges(tiny_base, tiny_dino, name):
+    """``train.lambda_<objective>`` and the section's options reach the objective (none of them at a default)."""
+    from accelerate import Accelerator
+
+    from pisasr.config import load_config
+    from pisasr.training.objectives import build_objective
+
+    options = {
+        "vsd": ["train.lambda_vsd=1.5", "train.vsd.fake_weight=0.7", "train.vsd.t_min=30", "train.vsd.t_max=900",
+                "train.vsd.guidance_scale=5.0", "train.vsd.fake_rank=2", "train.vsd.fake_alpha=3.0"],
+        "add": ["train.lambda_add=1.5", "train.add.adversarial_weight=0.3", "train.add.distillation_weight=0.6",
+                "train.add.teacher_draws=2", "train.add.student_step=3", f"train.add.dino={tiny_dino[0]}",
+                f"train.add.dinov2={tiny_dino[1]}"],
+    }[name]  # fmt: skip
+    cfg = load_config(
+        "configs/smoke.yaml",
+        [
+            f"model.base={tiny_base}",
+            f"train.csd.teacher={tiny_base}",
+            f"train.sem_objective={name}",
+            *options,
+        ],
+    )
+    objective, csd = build_objective(cfg, Accelerator(cpu=True))
+    assert csd is None and objective.name == name and objective.weight == 1.5
+    if name == "vsd":
+        lora = objective.teacher.peft_config["fake"]
+        got = (objective.fake_weight, objective.t_min, objective.t_max, objective.guidance_scale, lora.r)
+        assert got == (0.7, 30, 900, 5.0, 2) and lora.lora_alpha == 3.0
+    else:
+        got = (objective.adversarial_weight, objective.distillation_weight, objective.teacher_draws)
+        assert got == (0.3, 0.6, 2) and objective.student_step == 3
 
 
 def test_model_runs_the_before_step_between_the_generator_and_the_objective(tiny_base):

@@ -80,7 +80,7 @@ def test_ema_weights_are_what_the_checkpoints_and_final_hold(tiny_base, tmp_path
     (from which a resumed run goes on). Pix stage only (the EMA does not depend on the objective)."""
     out = tmp_path / "ema"
     done = run_train(
-        train_args(tiny_base, out, "train.stage=pix", "train.ema_decay=0.5", *STEPS[:1], *STEPS[2:])
+        train_args(tiny_base, out, "train.stage=pix", "train.ema_decay=0.75", *STEPS[:1], *STEPS[2:])
     )
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = out / "checkpoints" / "checkpoint-2"
@@ -92,9 +92,9 @@ def test_ema_weights_are_what_the_checkpoints_and_final_hold(tiny_base, tmp_path
     assert all(torch.equal(saved[k], shadow[k].cpu()) for k in saved)
     assert any(not torch.equal(saved[k], live[k].cpu()) for k in saved)
     first = load_checkpoint(out / "checkpoints" / "checkpoint-1").states["pix"]  # step 1's shadow
-    # step 2's shadow = 0.5 * step 1's shadow + 0.5 * step 2's live weights
+    # step 2's shadow = 0.75 * step 1's shadow + 0.25 * step 2's live weights (not 0.5: decay and 1 - decay differ)
     for key, value in shadow.items():
-        expected = 0.5 * first[key] + 0.5 * live[key].cpu()
+        expected = 0.75 * first[key] + 0.25 * live[key].cpu()
         assert torch.allclose(value.cpu(), expected, rtol=1e-6, atol=1e-8), key
     assert all(torch.equal(load_checkpoint(out / "final").states["pix"][k], saved[k]) for k in saved)
 
