@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pisasr.io.files import atomic_write, atomic_write_text, current_umask
+from pisasr.io.files import atomic_write, atomic_write_text, current_umask, staged_folder
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
@@ -37,3 +37,44 @@ def test_new_files_get_the_umask_mode_and_replaced_files_keep_theirs(tmp_path, u
     finally:
         os.umask(old)
     assert current_umask() == old
+
+
+def _write_folder(folder, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "weights").write_text(text)
+    (folder / "done").write_text("")
+
+
+def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "model"
+    with pytest.raises(RuntimeError), staged_folder(out, "done") as tmp:
+        (tmp / "weights").write_text("half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with staged_folder(out, "done") as tmp:
+        _write_folder(tmp, "ours")
+        assert not out.exists()
+    assert (out / "weights").read_text() == "ours"
+    assert os.stat(out).st_mode & 0o777 == 0o777 & ~current_umask()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_staged_folder_keeps_a_complete_folder_another_writer_made_meanwhile_unless_told_to_replace(
+    tmp_path, replace
+):
+    out = tmp_path / "model"
+    with staged_folder(out, "done", replace=replace) as tmp:
+        _write_folder(tmp, "ours")
+        _write_folder(out, "theirs")  # another test worker finished first
+    assert (out / "weights").read_text() == ("ours" if replace else "theirs")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_staged_folder_replaces_an_incomplete_folder(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "weights").write_text("killed half-way")
+    with staged_folder(out, "done", replace=False) as tmp:
+        _write_folder(tmp, "ours")
+    assert (out / "weights").read_text() == "ours"

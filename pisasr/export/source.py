@@ -3,9 +3,6 @@ how every export ends: written under a temporary name beside the output, renamed
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from pisasr.errors import ConfigError
+from pisasr.io import files
 from pisasr.model.base import FrozenBase, encode_prompts, ensure_tiny_base, load_base, load_text_encoder
 from pisasr.model.checkpoint import AdapterCheckpoint, check_base, load_checkpoint
 from pisasr.model.dual_lora import DualLoRA
@@ -70,25 +68,8 @@ def load_source(cfg: DictConfig) -> Source:
 
 @contextmanager
 def staged_folder(out: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out``; renamed to ``out`` when the block ends without error,
-    removed otherwise. A reader (or a killed export) sees no folder or the complete one."""
+    """``pisasr.io.files.staged_folder`` for exports: an existing ``out`` is refused, before and after."""
     check_output_free(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with files.staged_folder(out, done_marker="") as tmp:
         yield tmp
         check_output_free(out)  # made by someone else meanwhile
-        mask = _umask()
-        for path in tmp.rglob("*"):  # some writers (safetensors, onnx) create files private, 0600
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
-        os.chmod(tmp, 0o777 & ~mask)
-        os.rename(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    from pisasr.io.files import current_umask
-
-    return current_umask()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pisasr.errors import PiSAError
@@ -104,6 +106,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+@contextmanager
+def staged_folder(out: str | os.PathLike, done_marker: str, replace: bool = True) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out``; when the block ends without error it becomes ``out``.
+
+    A reader sees no folder or the complete one; its files get the modes any other tool's would. With ``replace=False`` a complete ``out`` (one holding
+    ``done_marker``) that another process put there meanwhile is kept and ours dropped, so concurrent writers of
+    the same deterministic folder (test workers making one tiny model) never delete what another is reading; an
+    incomplete ``out`` is always replaced.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        yield tmp
+        mask = current_umask()
+        for path in tmp.rglob("*"):  # mkdtemp and some writers (safetensors, onnx) make them private, 0600
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        try:
+            os.rename(tmp, out)  # fails when out is a non-empty folder
+        except OSError:
+            if not replace and (out / done_marker).is_file():
+                return
+            shutil.rmtree(out, ignore_errors=True)
+            os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -74,7 +74,7 @@ def ensure_tiny_base(path: str) -> None:
     if not (Path(path) / "unet" / "config.json").is_file():
         from pisasr.model.tiny_base import make_tiny_base
 
-        make_tiny_base(path)
+        make_tiny_base(path, replace=False)  # test workers may make it at once
 
 
 def _load_failure(base: str, exc: Exception) -> ModelLoadError:

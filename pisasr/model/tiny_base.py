@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from pisasr.io.files import staged_folder
 
 CROSS_ATTENTION_DIM = 32
 
@@ -33,15 +34,15 @@ def _byte_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
 
 
-def make_tiny_base(out_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """Write the tiny base to ``out_dir`` (atomically: a half-written folder is never left behind)."""
+def make_tiny_base(out_dir: str | os.PathLike, seed: int = 0, replace: bool = True) -> Path:
+    """Write the tiny base to ``out_dir`` (atomically: a half-written folder is never left behind).
+
+    ``replace=False`` keeps a complete base another process wrote there meanwhile (``staged_folder``)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-base-", dir=out.parent))
-    try:
+    with staged_folder(out, "unet/config.json", replace=replace) as tmp:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             unet = UNet2DConditionModel(
@@ -112,12 +113,6 @@ def make_tiny_base(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             "requires_safety_checker": False,
         }
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -180,15 +175,16 @@ def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0, vision: dict | Non
             projection_dim=16,
         )
         model = CLIPModel(config)
-    model.save_pretrained(out)
-    _byte_tokenizer_files(out / "tokenizer_src")
-    tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer_src", model_max_length=77)
-    shutil.rmtree(out / "tokenizer_src")
-    processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
-        ),
-        tokenizer=tokenizer,
-    )
-    processor.save_pretrained(out)
+    with staged_folder(out, "config.json") as tmp:
+        model.save_pretrained(tmp)
+        _byte_tokenizer_files(tmp / "tokenizer_src")
+        tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer_src", model_max_length=77)
+        shutil.rmtree(tmp / "tokenizer_src")
+        processor = CLIPProcessor(
+            image_processor=CLIPImageProcessor(
+                size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+            ),
+            tokenizer=tokenizer,
+        )
+        processor.save_pretrained(tmp)
     return out

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 
+from pisasr.io.files import staged_folder
 
-def make_tiny_dino(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32) -> Path:
+
+def make_tiny_dino(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32, replace: bool = True) -> Path:
     """``hidden=384``: the full ViT-S/16 shape (6 heads, MLP 1536), random weights (benchmarks)."""
     from transformers import ViTConfig, ViTModel
 
@@ -26,11 +28,14 @@ def make_tiny_dino(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32) 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ViTModel(config, add_pooling_layer=False)
-    model.save_pretrained(out_dir)
+    with staged_folder(out_dir, "config.json", replace=replace) as tmp:  # atomic: see make_tiny_base
+        model.save_pretrained(tmp)
     return Path(out_dir)
 
 
-def make_tiny_dinov2(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32) -> Path:
+def make_tiny_dinov2(
+    out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32, replace: bool = True
+) -> Path:
     """``hidden=384``: the full DINOv2-S/14 shape (12 blocks, 6 heads, MLP ratio 4), random weights (benchmarks)."""
     from transformers import Dinov2Config, Dinov2Model
 
@@ -42,7 +47,8 @@ def make_tiny_dinov2(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         model = Dinov2Model(config)
-    model.save_pretrained(out_dir)
+    with staged_folder(out_dir, "config.json", replace=replace) as tmp:  # atomic: see make_tiny_base
+        model.save_pretrained(tmp)
     return Path(out_dir)
 
 
@@ -51,4 +57,4 @@ def ensure_tiny_vits(dino: str, dinov2: str) -> None:
     configs only: a hub id is left to ``from_pretrained``)."""
     for path, make in ((dino, make_tiny_dino), (dinov2, make_tiny_dinov2)):
         if Path(path).is_absolute() and not (Path(path) / "config.json").is_file():
-            make(path)
+            make(path, replace=False)  # test workers may make it at once
