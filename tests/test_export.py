@@ -120,6 +120,7 @@ def test_official_round_trip_is_tensor_identical(tiny_base, official_pkl, tmp_pa
     _assert_same_official(original, torch.load(tmp_path / "direct.pkl", weights_only=True))
 
 
+@pytest.mark.filterwarnings("ignore:Already found a `peft_config`:UserWarning")  # several adapters: intended
 def test_official_export_loaded_the_official_way_gives_pisasrs_eps(
     tiny_base, trained_checkpoint, pipe, latent, eps_reference, tmp_path
 ):
@@ -145,6 +146,7 @@ def test_official_refuses_an_alpha_it_cannot_express(tiny_base, tmp_path):
 
 
 # -- lora -------------------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Already found a `peft_config`:UserWarning")  # several adapters: intended
 def test_lora_folders_load_with_diffusers(
     tiny_base, trained_checkpoint, pipe, latent, eps_reference, tmp_path
 ):
