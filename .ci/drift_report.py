@@ -83,9 +83,9 @@ def passed(path: str) -> int:
     )
 
 
-def main(lock: str, freeze: str, junit: str, status: str) -> None:
-    locked, newest = pins(lock), pins(freeze)
-    notes = [line[2:] for line in Path(freeze).read_text().splitlines() if line.startswith("# ")]
+def main(lock: str, moved_file: str, junit: str, status: str) -> None:
+    locked, newest = pins(lock), pins(moved_file)
+    notes = [line[2:] for line in Path(moved_file).read_text().splitlines() if line.startswith("# ")]
     moved = [
         f"{n} {locked.get(n, '(not in the lock)')} -> {v}"
         for n, v in sorted(newest.items())

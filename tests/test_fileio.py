@@ -1,5 +1,6 @@
 """Atomic writes: a failed write leaves the previous file and no temporary behind."""
 
+import contextlib
 import os
 
 import pytest
@@ -47,11 +48,11 @@ def _write_folder(folder, text):
 
 def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
     out = tmp_path / "model"
-    with pytest.raises(RuntimeError), staged_folder(out, "done") as tmp:
+    with pytest.raises(RuntimeError), staged_folder(out) as tmp:
         (tmp / "weights").write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-    with staged_folder(out, "done") as tmp:
+    with staged_folder(out) as tmp:
         _write_folder(tmp, "ours")
         assert not out.exists()
     assert (out / "weights").read_text() == "ours"
@@ -59,22 +60,24 @@ def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-@pytest.mark.parametrize("replace", [False, True])
-def test_staged_folder_keeps_a_complete_folder_another_writer_made_meanwhile_unless_told_to_replace(
-    tmp_path, replace
-):
+@pytest.mark.parametrize(
+    "exists, theirs_complete, kept",
+    [
+        ("replace", True, "ours"),
+        ("keep", True, "theirs"),  # another test worker finished the same tiny model first
+        ("keep", False, "ours"),  # a folder killed half-way is no model: replaced
+        ("refuse", True, "theirs"),
+    ],
+)
+def test_staged_folder_meets_a_folder_made_meanwhile_as_told(tmp_path, exists, theirs_complete, kept):
     out = tmp_path / "model"
-    with staged_folder(out, "done", replace=replace) as tmp:
+    with (
+        pytest.raises(FileExistsError) if exists == "refuse" else contextlib.nullcontext(),
+        staged_folder(out, exists, complete="done") as tmp,
+    ):
         _write_folder(tmp, "ours")
-        _write_folder(out, "theirs")  # another test worker finished first
-    assert (out / "weights").read_text() == ("ours" if replace else "theirs")
+        _write_folder(out, "theirs")
+        if not theirs_complete:
+            (out / "done").unlink()
+    assert (out / "weights").read_text() == kept
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
-
-
-def test_staged_folder_replaces_an_incomplete_folder(tmp_path):
-    out = tmp_path / "model"
-    out.mkdir()
-    (out / "weights").write_text("killed half-way")
-    with staged_folder(out, "done", replace=False) as tmp:
-        _write_folder(tmp, "ours")
-    assert (out / "weights").read_text() == "ours"

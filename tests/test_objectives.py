@@ -204,9 +204,8 @@ def test_dino_features_are_blocks_2_5_8_11_and_the_embedding_with_the_cls_token_
     with torch.no_grad():
         hidden = features.vit(pixel_values=normed, output_hidden_states=True).hidden_states
     assert len(maps) == 5
-    for got, index in zip(
-        maps, (3, 6, 9, 12, 0)
-    ):  # hidden_states[0] is the embedding, [i + 1] block i's output
+    # hidden_states[0] is the embedding, [i + 1] block i's output
+    for got, index in zip(maps, (3, 6, 9, 12, 0)):
         tokens = hidden[index]
         close(got, (tokens[:, 1:] + tokens[:, :1]).transpose(1, 2), f"DINO map from hidden state {index}")
 

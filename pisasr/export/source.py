@@ -70,6 +70,6 @@ def load_source(cfg: DictConfig) -> Source:
 def staged_folder(out: Path) -> Iterator[Path]:
     """``pisasr.io.files.staged_folder`` for exports: an existing ``out`` is refused, before and after."""
     check_output_free(out)
-    with files.staged_folder(out, done_marker="") as tmp:
+    with files.staged_folder(out, exists="refuse") as tmp:
         yield tmp
         check_output_free(out)  # made by someone else meanwhile

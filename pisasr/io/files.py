@@ -109,13 +109,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
 
 
 @contextmanager
-def staged_folder(out: str | os.PathLike, done_marker: str, replace: bool = True) -> Iterator[Path]:
+def staged_folder(out: str | os.PathLike, exists: str = "replace", complete: str = "") -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; when the block ends without error it becomes ``out``.
 
-    A reader sees no folder or the complete one; its files get the modes any other tool's would. With ``replace=False`` a complete ``out`` (one holding
-    ``done_marker``) that another process put there meanwhile is kept and ours dropped, so concurrent writers of
-    the same deterministic folder (test workers making one tiny model) never delete what another is reading; an
-    incomplete ``out`` is always replaced.
+    A reader sees no folder or the complete one, and its files get the modes any other tool's would. An ``out``
+    that is there when the block ends (an earlier run's, or another process's made meanwhile) is:
+    ``"replace"``-d; with ``"keep"``, kept and ours dropped when it holds the file ``complete``, so concurrent
+    writers of one deterministic folder (test workers making one tiny model) never delete what another is
+    reading, else replaced; with ``"refuse"``, left alone: FileExistsError.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,9 +128,11 @@ def staged_folder(out: str | os.PathLike, done_marker: str, replace: bool = True
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
         os.chmod(tmp, 0o777 & ~mask)
         try:
-            os.rename(tmp, out)  # fails when out is a non-empty folder
+            os.rename(tmp, out)  # fails when out is a folder with files
         except OSError:
-            if not replace and (out / done_marker).is_file():
+            if exists == "refuse":
+                raise FileExistsError(f"{out} appeared while it was being written") from None
+            if exists == "keep" and complete and (out / complete).is_file():
                 return
             shutil.rmtree(out, ignore_errors=True)
             os.rename(tmp, out)

@@ -42,7 +42,7 @@ def make_tiny_base(out_dir: str | os.PathLike, seed: int = 0, replace: bool = Tr
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     out = Path(out_dir)
-    with staged_folder(out, "unet/config.json", replace=replace) as tmp:
+    with staged_folder(out, "replace" if replace else "keep", complete="unet/config.json") as tmp:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             unet = UNet2DConditionModel(
@@ -175,7 +175,7 @@ def make_tiny_clip(out_dir: str | os.PathLike, seed: int = 0, vision: dict | Non
             projection_dim=16,
         )
         model = CLIPModel(config)
-    with staged_folder(out, "config.json") as tmp:
+    with staged_folder(out) as tmp:
         model.save_pretrained(tmp)
         _byte_tokenizer_files(tmp / "tokenizer_src")
         tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer_src", model_max_length=77)

@@ -28,7 +28,7 @@ def make_tiny_dino(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 32, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ViTModel(config, add_pooling_layer=False)
-    with staged_folder(out_dir, "config.json", replace=replace) as tmp:  # atomic: see make_tiny_base
+    with staged_folder(out_dir, "replace" if replace else "keep", complete="config.json") as tmp:
         model.save_pretrained(tmp)
     return Path(out_dir)
 
@@ -47,7 +47,7 @@ def make_tiny_dinov2(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         model = Dinov2Model(config)
-    with staged_folder(out_dir, "config.json", replace=replace) as tmp:  # atomic: see make_tiny_base
+    with staged_folder(out_dir, "replace" if replace else "keep", complete="config.json") as tmp:
         model.save_pretrained(tmp)
     return Path(out_dir)
 
